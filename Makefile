@@ -1,0 +1,104 @@
+# Ember - build, test, install.
+#   make                 libember.a, libember.so and the ember command (in build/)
+#   make test            every test; ends with "N passed, M failed"
+#   make test SANITIZE=1 the same under AddressSanitizer + UndefinedBehaviorSanitizer (build-san/)
+#   make run             the main job (README)
+#   make bench           benchmarks (needs OpenBLAS: scripts/setup installs it)
+#   make install PREFIX=/usr/local
+CC ?= gcc
+PREFIX ?= /usr/local
+NATIVE ?= 1
+SANITIZE ?= 0
+OPT ?= -O3
+
+ifeq ($(SANITIZE),1)
+BUILD ?= build-san
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+OPT = -O1
+else
+BUILD ?= build
+SANFLAGS =
+endif
+
+CFLAGS_ALL = -std=c11 $(OPT) -g -Wall -Wextra -Werror -Wno-unknown-pragmas -fopenmp -fPIC \
+             -D_GNU_SOURCE -Iinclude $(SANFLAGS) $(CFLAGS)
+ifeq ($(NATIVE),1)
+CFLAGS_ALL += -march=native
+endif
+LDLIBS_ALL = -fopenmp -lm -ldl -lpthread $(SANFLAGS) $(LDLIBS)
+
+SRC := $(sort $(wildcard src/*/*.c src/*/*/*.c))
+OBJ := $(SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/stubs.o
+HDR := include/ember.h $(wildcard src/*/*.h) src/ops/ops.def
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_LIB_SRC := $(sort $(wildcard tests/lib/*.c tests/ops/*.c))
+TEST_LIB_OBJ := $(TEST_LIB_SRC:%.c=$(BUILD)/%.o)
+
+all: $(BUILD)/libember.a $(BUILD)/libember.so $(BUILD)/ember
+
+$(BUILD)/%.o: %.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# development aid: stubs for op functions named in ops.def that no file defines yet
+$(BUILD)/gen/stubs.c: src/ops/kernels.h include/ember.h $(SRC) scripts/gen_stubs.py
+	@mkdir -p $(dir $@)
+	@python3 scripts/gen_stubs.py > $@
+
+$(BUILD)/gen/stubs.o: $(BUILD)/gen/stubs.c $(HDR)
+	$(CC) $(CFLAGS_ALL) -Isrc/ops -c $< -o $@
+
+$(BUILD)/libember.a: $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libember.so: $(OBJ)
+	$(CC) -shared -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/ember: tools/ember.c $(BUILD)/libember.a
+	$(CC) $(CFLAGS_ALL) $< $(BUILD)/libember.a -o $@ $(LDLIBS_ALL)
+
+$(BUILD)/tests/test_gemm: tests/test_gemm.c $(BUILD)/libember.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isrc $< $(BUILD)/libember.a -o $@ $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: tests/%.c $(TEST_LIB_OBJ) $(BUILD)/libember.a tests/lib/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-field-initializers -Isrc -Itests/lib $< $(TEST_LIB_OBJ) $(BUILD)/libember.a -o $@ $(LDLIBS_ALL)
+
+$(BUILD)/tests/%.o: tests/%.c $(HDR) tests/lib/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-field-initializers -Isrc -Itests/lib -c $< -o $@
+
+test: $(TEST_BIN) all
+	@sh scripts/run_tests.sh $(TEST_BIN)
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libember.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< $(BUILD)/libember.a -o $@ $(LDLIBS_ALL)
+
+run: $(BUILD)/examples/mlp
+	$(BUILD)/examples/mlp
+
+$(BUILD)/bench/matmul: bench/matmul.c $(BUILD)/libember.a
+	@sh scripts/setup bench
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isrc $< $(BUILD)/libember.a -o $@ -lopenblas $(LDLIBS_ALL)
+
+bench: $(BUILD)/bench/matmul
+	$(BUILD)/bench/matmul
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/ember.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libember.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libember.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/ember $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' ember.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ember.pc
+
+clean:
+	rm -rf build build-san
+
+.PHONY: all test run bench install clean
+.SECONDARY:

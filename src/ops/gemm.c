@@ -1,0 +1,599 @@
+/* GEMM kernels, GotoBLAS/BLIS style. For C (M x N) += A (M x K) @ B (K x N) the driver walks
+   N in blocks of NC columns, K in blocks of KC, and M in blocks of MC rows. Each KC x NC block
+   of B is packed once into NR-wide column panels (laid out k-major: panel[k][0..NR)), each
+   MC x KC block of A into MR-tall row panels (panel[k][0..MR)), both zero-padded so the
+   micro-kernel never sees a ragged edge on input. The micro-kernel keeps an MR x NR tile of C in
+   registers (14 x 32 floats = 28 zmm on AVX-512) and does one rank-1 update per k: two aligned
+   loads of B and MR broadcast-FMAs; ragged M/N edges are handled only at store time with
+   masks. One NR-panel of B stays in L1 while the A block streams from L2; the B block lives in
+   L3. Packing reads any strided view: contiguous rows/columns use AVX-512 loads (with a 16 x 16
+   in-register transpose when the view runs the "wrong" way), anything else uses scalar loops.
+   Threads split the output into disjoint column (or row) ranges, each with its own packing
+   buffers, so no synchronization is needed inside a call. Without AVX-512 a portable C
+   micro-kernel (auto-vectorized) is used with the same driver. emk_dgemm is a separate, simpler
+   cache-blocked float64 path (packed B block, 4-row register tile, vectorizable inner loop). */
+#include "gemm.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define EMK_SGEMM_AVX512 1
+#else
+#define EMK_SGEMM_AVX512 0
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+   Blocking parameters (float). MR x NR is the register tile; KC x NR floats of B should fit L1,
+   MC x KC floats of A should fit (half of) L2, KC x NC floats of B sit in L3.
+   --------------------------------------------------------------------------------------------- */
+#if EMK_SGEMM_AVX512
+#ifndef SG_MR
+#define SG_MR 14 /* rows of C per micro-tile */
+#endif
+#ifndef SG_NV
+#define SG_NV 2 /* zmm vectors (16 floats) per row of the micro-tile */
+#endif
+#define SG_NR (16 * SG_NV) /* columns of C per micro-tile */
+#else
+#define SG_MR 6
+#define SG_NR 16
+#endif
+
+#ifndef SG_KC
+#define SG_KC 256
+#endif
+#ifndef SG_MC
+#define SG_MC (SG_MR * 24)
+#endif
+#ifndef SG_NC
+#define SG_NC 3072
+#endif
+
+/* Below this many multiply-adds (M*N*K) a call stays on the calling thread. */
+#define GEMM_PARALLEL_MIN_WORK (1LL << 18)
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/* 64-byte aligned buffer of `bytes` bytes (rounded up, as aligned_alloc requires). */
+static void *alloc_aligned(size_t bytes)
+{
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    return aligned_alloc(64, rounded ? rounded : 64);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Threading helpers shared by the float and double paths.
+   --------------------------------------------------------------------------------------------- */
+
+/* How many threads a call of M*N*K multiply-adds should use. */
+static int gemm_num_threads(int64_t M, int64_t N, int64_t K, int parallel)
+{
+#ifdef _OPENMP
+    if (!parallel || omp_in_parallel())
+        return 1;
+    double work = (double)M * (double)N * (double)K;
+    if (work < (double)GEMM_PARALLEL_MIN_WORK)
+        return 1;
+    int nt = omp_get_max_threads();
+    double cap = work / (double)GEMM_PARALLEL_MIN_WORK; /* at least MIN_WORK per thread */
+    if ((double)nt > cap)
+        nt = (int)cap;
+    return nt < 1 ? 1 : nt;
+#else
+    (void)M; (void)N; (void)K; (void)parallel;
+    return 1;
+#endif
+}
+
+/* Splits [0, len) into `parts` contiguous ranges whose boundaries are multiples of `unit`
+   (except the end); writes part `idx`'s range to [*lo, *hi). Ranges may be empty. */
+static void split_range(int64_t len, int64_t unit, int parts, int idx, int64_t *lo, int64_t *hi)
+{
+    int64_t units = (len + unit - 1) / unit;
+    int64_t u0 = units * idx / parts, u1 = units * (idx + 1) / parts;
+    *lo = min64(u0 * unit, len);
+    *hi = min64(u1 * unit, len);
+}
+
+/* Sets C (M x N view) to zero; used for K == 0 without accumulation. */
+#define ZERO_VIEW(C, M, N, rsc, csc)                                                               \
+    do {                                                                                           \
+        for (int64_t i_ = 0; i_ < (M); i_++)                                                       \
+            for (int64_t j_ = 0; j_ < (N); j_++)                                                   \
+                (C)[i_ * (rsc) + j_ * (csc)] = 0;                                                  \
+    } while (0)
+
+/* ---------------------------------------------------------------------------------------------
+   AVX-512 packing helpers.
+   --------------------------------------------------------------------------------------------- */
+#if EMK_SGEMM_AVX512
+
+static __mmask16 lane_mask(int64_t n) /* first min(n, 16) lanes set; n >= 0 */
+{
+    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+}
+
+/* In-register transpose of a 16 x 16 float tile: in[r] is row r, out[c] becomes column c. */
+static inline void transpose16(const __m512 in[16], __m512 out[16])
+{
+    __m512 t[16], q[16];
+    /* Interleave 32-bit elements of row pairs: per 128-bit lane, t = r0[0] r1[0] r0[1] r1[1]. */
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(in[2 * i], in[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(in[2 * i], in[2 * i + 1]);
+    }
+    /* Interleave 64-bit pairs: q[4g + c], 128-bit lane L = rows 4g..4g+3 of column 4L + c. */
+    for (int g = 0; g < 4; g++) {
+        __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+        q[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        q[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        q[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        q[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    /* Gather 128-bit lane L of q[c], q[4 + c], q[8 + c], q[12 + c] into out[4L + c]. */
+    for (int c = 0; c < 4; c++) {
+        __m512 u0 = _mm512_shuffle_f32x4(q[c], q[4 + c], 0x44);     /* g0.L0 g0.L1 g1.L0 g1.L1 */
+        __m512 u1 = _mm512_shuffle_f32x4(q[c], q[4 + c], 0xEE);     /* g0.L2 g0.L3 g1.L2 g1.L3 */
+        __m512 u2 = _mm512_shuffle_f32x4(q[8 + c], q[12 + c], 0x44); /* g2.L0 g2.L1 g3.L0 g3.L1 */
+        __m512 u3 = _mm512_shuffle_f32x4(q[8 + c], q[12 + c], 0xEE); /* g2.L2 g2.L3 g3.L2 g3.L3 */
+        out[0 + c] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+        out[4 + c] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
+        out[8 + c] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+        out[12 + c] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
+    }
+}
+
+/* Transposing copy of one tile: `rows` (<= 16) source rows start at src + r * ld and are read
+   for `cols` (1..16) contiguous elements; column c of the tile (rows >= `rows` read as zero) is
+   written to dst + c * dld under store mask `smask`. */
+static void pack_tile_transposed(const float *src, int64_t ld, int64_t rows, int64_t cols,
+                                 float *dst, int64_t dld, __mmask16 smask)
+{
+    __m512 in[16], out[16];
+    __mmask16 lmask = lane_mask(cols);
+    for (int r = 0; r < 16; r++)
+        in[r] = r < rows ? _mm512_maskz_loadu_ps(lmask, src + r * ld) : _mm512_setzero_ps();
+    transpose16(in, out);
+    for (int c = 0; c < 16; c++)
+        if (c < cols)
+            _mm512_mask_storeu_ps(dst + c * dld, smask, out[c]);
+}
+
+/* A panel, A contiguous along k (row-major A, csa == 1): dst[k][i] = a[i * rsa + k]. */
+static void pack_a_rows_avx512(int64_t mr, int64_t kc, const float *a, int64_t rsa, float *dst)
+{
+    for (int64_t k0 = 0; k0 < kc; k0 += 16)
+        pack_tile_transposed(a + k0, rsa, mr, min64(16, kc - k0), dst + k0 * SG_MR, SG_MR,
+                             lane_mask(SG_MR));
+}
+
+/* A panel, A contiguous along i (transposed A view, rsa == 1): dst[k][i] = a[i + k * csa]. */
+static void pack_a_cols_avx512(int64_t mr, int64_t kc, const float *a, int64_t csa, float *dst)
+{
+    __mmask16 lmask = lane_mask(mr), smask = lane_mask(SG_MR);
+    for (int64_t k = 0; k < kc; k++)
+        _mm512_mask_storeu_ps(dst + k * SG_MR, smask, _mm512_maskz_loadu_ps(lmask, a + k * csa));
+}
+
+/* B panel, B contiguous along j (row-major B, csb == 1): dst[k][j] = b[k * rsb + j]. */
+static void pack_b_rows_avx512(int64_t nr, int64_t kc, const float *b, int64_t rsb, float *dst)
+{
+    __mmask16 m[SG_NV];
+    for (int v = 0; v < SG_NV; v++)
+        m[v] = lane_mask(nr > 16 * v ? nr - 16 * v : 0);
+    for (int64_t k = 0; k < kc; k++)
+        for (int v = 0; v < SG_NV; v++)
+            _mm512_store_ps(dst + k * SG_NR + 16 * v,
+                            m[v] ? _mm512_maskz_loadu_ps(m[v], b + k * rsb + 16 * v)
+                                 : _mm512_setzero_ps());
+}
+
+/* B panel, B contiguous along k (transposed B view, rsb == 1): dst[k][j] = b[k + j * csb]. */
+static void pack_b_cols_avx512(int64_t nr, int64_t kc, const float *b, int64_t csb, float *dst)
+{
+    for (int v = 0; v < SG_NV; v++) {
+        int64_t rows = nr - 16 * v; /* valid columns j in this 16-wide slice */
+        for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+            int64_t cols = min64(16, kc - k0);
+            float *d = dst + k0 * SG_NR + 16 * v;
+            if (rows > 0) {
+                pack_tile_transposed(b + 16 * v * csb + k0, csb, min64(rows, 16), cols, d, SG_NR,
+                                     (__mmask16)0xFFFF);
+            } else {
+                for (int64_t c = 0; c < cols; c++)
+                    _mm512_store_ps(d + c * SG_NR, _mm512_setzero_ps());
+            }
+        }
+    }
+}
+#endif /* EMK_SGEMM_AVX512 */
+
+/* ---------------------------------------------------------------------------------------------
+   Packing (float). A block (mc x kc) -> ceil(mc / MR) panels of kc x MR; B block (kc x nc) ->
+   ceil(nc / NR) panels of kc x NR. Padding rows/columns are zero.
+   --------------------------------------------------------------------------------------------- */
+
+/* One A panel: dst[k * MR + i] = A(i, k) for i < mr, 0 for mr <= i < MR. */
+static void pack_a_panel(int64_t mr, int64_t kc, const float *a, int64_t rsa, int64_t csa,
+                         float *dst)
+{
+#if EMK_SGEMM_AVX512
+    if (csa == 1) {
+        pack_a_rows_avx512(mr, kc, a, rsa, dst);
+        return;
+    }
+    if (rsa == 1) {
+        pack_a_cols_avx512(mr, kc, a, csa, dst);
+        return;
+    }
+#endif
+    for (int64_t k = 0; k < kc; k++) {
+        float *d = dst + k * SG_MR;
+        for (int64_t i = 0; i < mr; i++)
+            d[i] = a[i * rsa + k * csa];
+        for (int64_t i = mr; i < SG_MR; i++)
+            d[i] = 0.0f;
+    }
+}
+
+/* One B panel: dst[k * NR + j] = B(k, j) for j < nr, 0 for nr <= j < NR. */
+static void pack_b_panel(int64_t nr, int64_t kc, const float *b, int64_t rsb, int64_t csb,
+                         float *dst)
+{
+#if EMK_SGEMM_AVX512
+    if (csb == 1) {
+        pack_b_rows_avx512(nr, kc, b, rsb, dst);
+        return;
+    }
+    if (rsb == 1) {
+        pack_b_cols_avx512(nr, kc, b, csb, dst);
+        return;
+    }
+#endif
+    for (int64_t k = 0; k < kc; k++) {
+        float *d = dst + k * SG_NR;
+        for (int64_t j = 0; j < nr; j++)
+            d[j] = b[k * rsb + j * csb];
+        for (int64_t j = nr; j < SG_NR; j++)
+            d[j] = 0.0f;
+    }
+}
+
+static void pack_a_block(int64_t mc, int64_t kc, const float *a, int64_t rsa, int64_t csa,
+                         float *dst)
+{
+    for (int64_t i = 0; i < mc; i += SG_MR)
+        pack_a_panel(min64(SG_MR, mc - i), kc, a + i * rsa, rsa, csa, dst + i * kc);
+}
+
+static void pack_b_block(int64_t kc, int64_t nc, const float *b, int64_t rsb, int64_t csb,
+                         float *dst)
+{
+#ifndef SG_PACK_KB
+#define SG_PACK_KB 16
+#endif
+    for (int64_t k0 = 0; k0 < kc; k0 += SG_PACK_KB)
+        for (int64_t j = 0; j < nc; j += SG_NR)
+            pack_b_panel(min64(SG_NR, nc - j), min64(SG_PACK_KB, kc - k0), b + k0 * rsb + j * csb, rsb, csb, dst + j * kc + k0 * SG_NR);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Micro-kernels: C tile (mr x nr, mr <= MR, nr <= NR) = or += sum_k a[k][0..MR) x b[k][0..NR).
+   a: packed A panel (kc x MR), b: packed B panel (kc x NR, 64-byte aligned).
+   --------------------------------------------------------------------------------------------- */
+#if EMK_SGEMM_AVX512
+
+/* Writes the register tile to C: masked vector stores when rows of C are contiguous, otherwise
+   through a stack tile and scalar strided stores. */
+#define SG_STORE_TILE(acc, c, rsc, csc, mr, nr, accumulate)                                        \
+    do {                                                                                           \
+        if ((csc) == 1) {                                                                          \
+            for (int i_ = 0; i_ < SG_MR; i_++) {                                                   \
+                if (i_ >= (mr))                                                                    \
+                    break;                                                                         \
+                float *ci_ = (c) + i_ * (rsc);                                                     \
+                for (int v_ = 0; v_ < SG_NV; v_++) {                                               \
+                    __mmask16 m_ = lane_mask((nr) > 16 * v_ ? (nr) - 16 * v_ : 0);                 \
+                    if (!m_)                                                                       \
+                        break;                                                                     \
+                    __m512 x_ = acc[i_][v_];                                                       \
+                    if (accumulate)                                                                \
+                        x_ = _mm512_add_ps(x_, _mm512_maskz_loadu_ps(m_, ci_ + 16 * v_));         \
+                    _mm512_mask_storeu_ps(ci_ + 16 * v_, m_, x_);                                  \
+                }                                                                                  \
+            }                                                                                      \
+        } else {                                                                                   \
+            _Alignas(64) float t_[SG_MR * SG_NR];                                                  \
+            for (int i_ = 0; i_ < SG_MR; i_++)                                                     \
+                for (int v_ = 0; v_ < SG_NV; v_++)                                                 \
+                    _mm512_store_ps(t_ + i_ * SG_NR + 16 * v_, acc[i_][v_]);                       \
+            for (int64_t i_ = 0; i_ < (mr); i_++)                                                  \
+                for (int64_t j_ = 0; j_ < (nr); j_++) {                                            \
+                    float *p_ = (c) + i_ * (rsc) + j_ * (csc);                                     \
+                    *p_ = (accumulate) ? *p_ + t_[i_ * SG_NR + j_] : t_[i_ * SG_NR + j_];         \
+                }                                                                                  \
+        }                                                                                          \
+    } while (0)
+
+static void sgemm_micro(int64_t kc, const float *restrict a, const float *restrict b,
+                        float *restrict c, int64_t rsc, int64_t csc, int64_t mr, int64_t nr,
+                        int accumulate)
+{
+    __m512 acc[SG_MR][SG_NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < SG_MR; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < SG_NV; v++)
+            acc[i][v] = _mm512_setzero_ps();
+    if (csc == 1)
+        for (int64_t i = 0; i < mr; i++)
+            for (int64_t j = 0; j < nr; j += 16)
+                _mm_prefetch((const char *)(c + i * rsc + j), _MM_HINT_T0);
+
+#pragma GCC unroll 4
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 bv[SG_NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < SG_NV; v++)
+            bv[v] = _mm512_load_ps(b + k * SG_NR + 16 * v);
+#pragma GCC unroll 32
+        for (int i = 0; i < SG_MR; i++) {
+            __m512 ai = _mm512_set1_ps(a[k * SG_MR + i]);
+#pragma GCC unroll 8
+            for (int v = 0; v < SG_NV; v++)
+                acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+        }
+    }
+    SG_STORE_TILE(acc, c, rsc, csc, mr, nr, accumulate);
+}
+
+#else /* portable micro-kernel */
+
+static void sgemm_micro(int64_t kc, const float *restrict a, const float *restrict b,
+                        float *restrict c, int64_t rsc, int64_t csc, int64_t mr, int64_t nr,
+                        int accumulate)
+{
+    float acc[SG_MR][SG_NR];
+    memset(acc, 0, sizeof acc);
+    for (int64_t k = 0; k < kc; k++) {
+        const float *bk = b + k * SG_NR;
+        for (int i = 0; i < SG_MR; i++) {
+            float ai = a[k * SG_MR + i];
+            for (int j = 0; j < SG_NR; j++)
+                acc[i][j] += ai * bk[j];
+        }
+    }
+    for (int64_t i = 0; i < mr; i++)
+        for (int64_t j = 0; j < nr; j++) {
+            float *p = c + i * rsc + j * csc;
+            *p = accumulate ? *p + acc[i][j] : acc[i][j];
+        }
+}
+
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+   Float driver.
+   --------------------------------------------------------------------------------------------- */
+
+/* Macro-kernel: C block (mc x nc) (+)= packed A block (mc x kc) @ packed B block (kc x nc). */
+static void sgemm_macro(int64_t mc, int64_t nc, int64_t kc, const float *ap, const float *bp,
+                        float *c, int64_t rsc, int64_t csc, int accumulate)
+{
+    for (int64_t jr = 0; jr < nc; jr += SG_NR) {
+        int64_t nr = min64(SG_NR, nc - jr);
+        for (int64_t ir = 0; ir < mc; ir += SG_MR) {
+            int64_t mr = min64(SG_MR, mc - ir);
+            sgemm_micro(kc, ap + ir * kc, bp + jr * kc, c + ir * rsc + jr * csc, rsc, csc, mr, nr,
+                        accumulate);
+        }
+    }
+}
+
+/* Naive fallback used only if packing buffers cannot be allocated. */
+static void sgemm_naive(int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa,
+                        int64_t csa, const float *B, int64_t rsb, int64_t csb, float *C,
+                        int64_t rsc, int64_t csc, int accumulate)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            float s = 0.0f;
+            for (int64_t k = 0; k < K; k++)
+                s += A[i * rsa + k * csa] * B[k * rsb + j * csb];
+            float *p = C + i * rsc + j * csc;
+            *p = accumulate ? *p + s : s;
+        }
+}
+
+/* Single-threaded blocked GEMM on one (sub)problem; M, N, K >= 1. */
+static void sgemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa,
+                         int64_t csa, const float *B, int64_t rsb, int64_t csb, float *C,
+                         int64_t rsc, int64_t csc, int accumulate)
+{
+    int64_t kc_max = min64(K, SG_KC);
+    int64_t mc_max = round_up(min64(M, SG_MC), SG_MR);
+    int64_t nc_max = round_up(min64(N, SG_NC), SG_NR);
+    float *ap = alloc_aligned((size_t)(mc_max * kc_max) * sizeof(float));
+    float *bp = alloc_aligned((size_t)(kc_max * nc_max) * sizeof(float));
+    if (!ap || !bp) {
+        free(ap);
+        free(bp);
+        sgemm_naive(M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, accumulate);
+        return;
+    }
+    for (int64_t jc = 0; jc < N; jc += SG_NC) {
+        int64_t nc = min64(SG_NC, N - jc);
+        for (int64_t pc = 0; pc < K; pc += SG_KC) {
+            int64_t kc = min64(SG_KC, K - pc);
+            int acc = accumulate || pc > 0;
+            pack_b_block(kc, nc, B + pc * rsb + jc * csb, rsb, csb, bp);
+            for (int64_t ic = 0; ic < M; ic += SG_MC) {
+                int64_t mc = min64(SG_MC, M - ic);
+                pack_a_block(mc, kc, A + ic * rsa + pc * csa, rsa, csa, ap);
+                sgemm_macro(mc, nc, kc, ap, bp, C + ic * rsc + jc * csc, rsc, csc, acc);
+            }
+        }
+    }
+    free(ap);
+    free(bp);
+}
+
+void emk_sgemm(int64_t M, int64_t N, int64_t K,
+               const float *A, int64_t rsa, int64_t csa,
+               const float *B, int64_t rsb, int64_t csb,
+               float *C, int64_t rsc, int64_t csc, int accumulate, int parallel)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        if (!accumulate)
+            ZERO_VIEW(C, M, N, rsc, csc);
+        return;
+    }
+    int nt = gemm_num_threads(M, N, K, parallel);
+    if (nt <= 1) {
+        sgemm_serial(M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, accumulate);
+        return;
+    }
+    /* Split the wider output dimension so each thread re-packs only the smaller operand. */
+    int split_n = N >= M;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+    {
+        int parts = omp_get_num_threads(), me = omp_get_thread_num();
+        int64_t lo, hi;
+        split_range(split_n ? N : M, split_n ? SG_NR : SG_MR, parts, me, &lo, &hi);
+        if (hi > lo && split_n)
+            sgemm_serial(M, hi - lo, K, A, rsa, csa, B + lo * csb, rsb, csb, C + lo * csc, rsc,
+                         csc, accumulate);
+        else if (hi > lo)
+            sgemm_serial(hi - lo, N, K, A + lo * rsa, rsa, csa, B, rsb, csb, C + lo * rsc, rsc,
+                         csc, accumulate);
+    }
+#else
+    (void)split_n;
+    (void)split_range;
+#endif
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Double path: B block (kc x nc) packed row-major and contiguous; for every 4 rows of A the
+   4 x nc slab of C is accumulated in a small L1-resident buffer by rank-1 updates whose inner
+   j-loop the compiler vectorizes.
+   --------------------------------------------------------------------------------------------- */
+#define DG_KC 128
+#define DG_NC 256
+#define DG_MR 4
+
+/* C rows [0, mr) x cols [0, nc) (+)= A rows (mr x kc) @ packed B block bp (kc x nc). */
+static void dgemm_rows(int64_t mr, int64_t nc, int64_t kc, const double *a, int64_t rsa,
+                       int64_t csa, const double *restrict bp, double *c, int64_t rsc,
+                       int64_t csc, int accumulate)
+{
+    _Alignas(64) double t[DG_MR][DG_NC];
+    for (int64_t r = 0; r < DG_MR; r++)
+        for (int64_t j = 0; j < nc; j++)
+            t[r][j] = (accumulate && r < mr) ? c[r * rsc + j * csc] : 0.0;
+    for (int64_t k = 0; k < kc; k++) {
+        double a0 = a[k * csa];
+        double a1 = mr > 1 ? a[rsa + k * csa] : 0.0;
+        double a2 = mr > 2 ? a[2 * rsa + k * csa] : 0.0;
+        double a3 = mr > 3 ? a[3 * rsa + k * csa] : 0.0;
+        const double *restrict bk = bp + k * nc;
+        for (int64_t j = 0; j < nc; j++) {
+            double b = bk[j];
+            t[0][j] += a0 * b;
+            t[1][j] += a1 * b;
+            t[2][j] += a2 * b;
+            t[3][j] += a3 * b;
+        }
+    }
+    for (int64_t r = 0; r < mr; r++)
+        for (int64_t j = 0; j < nc; j++)
+            c[r * rsc + j * csc] = t[r][j];
+}
+
+static void dgemm_naive(int64_t M, int64_t N, int64_t K, const double *A, int64_t rsa,
+                        int64_t csa, const double *B, int64_t rsb, int64_t csb, double *C,
+                        int64_t rsc, int64_t csc, int accumulate)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0.0;
+            for (int64_t k = 0; k < K; k++)
+                s += A[i * rsa + k * csa] * B[k * rsb + j * csb];
+            double *p = C + i * rsc + j * csc;
+            *p = accumulate ? *p + s : s;
+        }
+}
+
+/* Single-threaded blocked float64 GEMM; M, N, K >= 1. */
+static void dgemm_serial(int64_t M, int64_t N, int64_t K, const double *A, int64_t rsa,
+                         int64_t csa, const double *B, int64_t rsb, int64_t csb, double *C,
+                         int64_t rsc, int64_t csc, int accumulate)
+{
+    double *bp = alloc_aligned((size_t)(min64(K, DG_KC) * min64(N, DG_NC)) * sizeof(double));
+    if (!bp) {
+        dgemm_naive(M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, accumulate);
+        return;
+    }
+    for (int64_t jc = 0; jc < N; jc += DG_NC) {
+        int64_t nc = min64(DG_NC, N - jc);
+        for (int64_t pc = 0; pc < K; pc += DG_KC) {
+            int64_t kc = min64(DG_KC, K - pc);
+            const double *b = B + pc * rsb + jc * csb;
+            for (int64_t k = 0; k < kc; k++) /* bp: kc x nc, row-major, contiguous */
+                for (int64_t j = 0; j < nc; j++)
+                    bp[k * nc + j] = b[k * rsb + j * csb];
+            for (int64_t i = 0; i < M; i += DG_MR)
+                dgemm_rows(min64(DG_MR, M - i), nc, kc, A + i * rsa + pc * csa, rsa, csa, bp,
+                           C + i * rsc + jc * csc, rsc, csc, accumulate || pc > 0);
+        }
+    }
+    free(bp);
+}
+
+void emk_dgemm(int64_t M, int64_t N, int64_t K,
+               const double *A, int64_t rsa, int64_t csa,
+               const double *B, int64_t rsb, int64_t csb,
+               double *C, int64_t rsc, int64_t csc, int accumulate, int parallel)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        if (!accumulate)
+            ZERO_VIEW(C, M, N, rsc, csc);
+        return;
+    }
+    int nt = gemm_num_threads(M, N, K, parallel);
+    if (nt <= 1) {
+        dgemm_serial(M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, accumulate);
+        return;
+    }
+    int split_n = N >= M;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+    {
+        int parts = omp_get_num_threads(), me = omp_get_thread_num();
+        int64_t lo, hi;
+        split_range(split_n ? N : M, split_n ? 8 : DG_MR, parts, me, &lo, &hi);
+        if (hi > lo && split_n)
+            dgemm_serial(M, hi - lo, K, A, rsa, csa, B + lo * csb, rsb, csb, C + lo * csc, rsc,
+                         csc, accumulate);
+        else if (hi > lo)
+            dgemm_serial(hi - lo, N, K, A + lo * rsa, rsa, csa, B, rsb, csb, C + lo * rsc, rsc,
+                         csc, accumulate);
+    }
+#else
+    (void)split_n;
+#endif
+}

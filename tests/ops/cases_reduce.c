@@ -1,0 +1,6 @@
+/* cases_reduce.c - op cases for the reduce group (see tests/lib/harness.h). */
+#include "harness.h"
+
+const th_case th_cases_reduce[] = {
+    {0},
+};
