@@ -71,14 +71,19 @@ $(BUILD)/tests/%.o: tests/%.c $(HDR) tests/lib/harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Wno-missing-field-initializers -Isrc -Itests/lib -c $< -o $@
 
-test: $(TEST_BIN) all
+setup:
+	@sh scripts/setup
+
+test: setup
+	@$(MAKE) --no-print-directory $(TEST_BIN) all
 	@sh scripts/run_tests.sh $(TEST_BIN)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libember.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< $(BUILD)/libember.a -o $@ $(LDLIBS_ALL)
 
-run: $(BUILD)/examples/mlp
+run: setup
+	@$(MAKE) --no-print-directory $(BUILD)/examples/mlp
 	$(BUILD)/examples/mlp
 
 $(BUILD)/bench/matmul: bench/matmul.c $(BUILD)/libember.a
@@ -100,5 +105,5 @@ install: all
 clean:
 	rm -rf build build-san
 
-.PHONY: all test run bench install clean
+.PHONY: all setup test run bench install clean
 .SECONDARY:

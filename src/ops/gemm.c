@@ -278,12 +278,8 @@ static void pack_a_block(int64_t mc, int64_t kc, const float *a, int64_t rsa, in
 static void pack_b_block(int64_t kc, int64_t nc, const float *b, int64_t rsb, int64_t csb,
                          float *dst)
 {
-#ifndef SG_PACK_KB
-#define SG_PACK_KB 16
-#endif
-    for (int64_t k0 = 0; k0 < kc; k0 += SG_PACK_KB)
-        for (int64_t j = 0; j < nc; j += SG_NR)
-            pack_b_panel(min64(SG_NR, nc - j), min64(SG_PACK_KB, kc - k0), b + k0 * rsb + j * csb, rsb, csb, dst + j * kc + k0 * SG_NR);
+    for (int64_t j = 0; j < nc; j += SG_NR)
+        pack_b_panel(min64(SG_NR, nc - j), kc, b + j * csb, rsb, csb, dst + j * kc);
 }
 
 /* ---------------------------------------------------------------------------------------------

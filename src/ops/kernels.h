@@ -21,6 +21,8 @@ EMO_INFER(emo_infer_full);
 EMO_INFER(emo_infer_arange);
 EMO_INFER(emo_infer_unary_float);
 EMO_INFER(emo_infer_logical);
+EMO_INFER(emo_infer_unary_arith);
+EMO_INFER(emo_infer_sub);
 EMO_INFER(emo_infer_binary);
 EMO_INFER(emo_infer_div);
 EMO_INFER(emo_infer_compare);
@@ -199,7 +201,6 @@ EMO_BACKWARD(emo_bw_repeat);
 EMO_BACKWARD(emo_bw_flip);
 
 /* decomp */
-EMO_DECOMP(emo_dc_gelu);
 EMO_DECOMP(emo_dc_gelu_tanh);
 EMO_DECOMP(emo_dc_silu);
 EMO_DECOMP(emo_dc_masked_fill);

@@ -103,7 +103,7 @@ static void emit(fmt *f, sbuf *b, int dim, int64_t *idx, int indent) {
     for (int64_t i = 0; i < n; i++) {
         if (f->summarize && n > 6 && i == 3) {
             if (dim == t->ndim - 1) {
-                puts_(b, "..., ");
+                puts_(b, " ..., "); /* PyTorch's ' ...' item */
             } else {
                 puts_(b, "...,\n");
                 for (int k = 0; k < indent + 1; k++) put(b, " ", 1);

@@ -122,9 +122,20 @@ bool emt_valid(em_tensor_t *t) { return t && t->magic == EMT_MAGIC && t->refcoun
 
 bool emt_check(em_tensor_t *t, const char *op, const char *what) {
     if (!t) {
-        const char *prev = em_last_error();
-        em_seterr(EM_ERR_ARG, "%s: argument `%s` is NULL%s%.800s%s", op, what,
-                  prev[0] ? " (an earlier call failed: " : "", prev, prev[0] ? ")" : "");
+        /* name the root cause: the message of the call that produced the NULL */
+        static const char tag[] = " (an earlier call failed: ";
+        char prev[800];
+        snprintf(prev, sizeof prev, "%s", em_last_error());
+        char *root = strstr(prev, tag);
+        if (root) {
+            root += sizeof tag - 1;
+            size_t n = strlen(root);
+            if (n && root[n - 1] == ')') root[n - 1] = 0;
+        } else {
+            root = prev;
+        }
+        em_seterr(EM_ERR_ARG, "%s: argument `%s` is NULL%s%s%s", op, what, root[0] ? tag : "", root,
+                  root[0] ? ")" : "");
         return false;
     }
     if (t->magic != EMT_MAGIC || t->refcount <= 0) {
@@ -225,6 +236,7 @@ em_tensor_t *em_keep(em_tensor_t *t) {
 
 /* ---- geometry ------------------------------------------------------------------------------ */
 bool emt_is_contiguous(const em_tensor_t *t) {
+    if (emt_numel(t) == 0) return true;
     int64_t s = 1;
     for (int d = t->ndim - 1; d >= 0; d--) {
         if (t->shape[d] != 1 && t->strides[d] != s) return false;

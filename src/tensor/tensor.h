@@ -118,7 +118,9 @@ void emt_pointwise(int nt, em_tensor_t *const *ts, emt_row_fn fn, void *ctx);
 void emt_scope_add(em_tensor_t *t); /* internal: what emt_own does */
 
 /* ---- random --------------------------------------------------------------------------------- */
-/* Philox 4x32-10: 4 random words for counter ctr under key seed */
+/* Philox 4x32-10 on a full 128-bit counter and 64-bit key (Random123's philox4x32_10) */
+void emt_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+/* the words Ember uses: counter (ctr, 0) under key seed */
 void emt_philox(uint64_t seed, uint64_t ctr, uint32_t out[4]);
 /* element i of a random op started at (seed, offset) uses counter offset + i */
 static inline float emt_uniform_at(uint64_t seed, uint64_t ctr) {
