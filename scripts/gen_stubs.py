@@ -8,7 +8,7 @@ src = "".join(open(f).read() for f in sorted(glob.glob("src/*/*.c")))
 out = ['#include "kernels.h"', '#pragma GCC diagnostic ignored "-Wunused-parameter"']
 for kind, name in re.findall(r"^EMO_([A-Z]+)\((\w+)\);", open("src/ops/kernels.h").read(), re.M):
     if not re.search(r"^(EMO_%s\(%s\)|em_status %s\()" % (kind, name, name), src, re.M):
-        out.append('EMO_%s(%s) { return em_seterr(EM_ERR_STATE, "%s is not implemented yet"); }' % (kind, name, name))
+        out.append('__attribute__((weak)) EMO_%s(%s) { return em_seterr(EM_ERR_STATE, "%s is not implemented yet"); }' % (kind, name, name))
 hdr = open("include/ember.h").read()
 hdr = re.sub(r"/\*.*?\*/", "", hdr, flags=re.S)
 for m in re.finditer(r"^([a-z_][\w ]*?[\s\*]+)(em_\w+)\(([^;{]*?)\);", hdr, re.M):
@@ -19,5 +19,5 @@ for m in re.finditer(r"^([a-z_][\w ]*?[\s\*]+)(em_\w+)\(([^;{]*?)\);", hdr, re.M
             "int": "return -1;", "double": "return 0;"}.get(ret, "return 0;")
     if "em_tensor_t *" in ret or ret.endswith("*"):
         body = "return NULL;"
-    out.append('%s %s(%s) { em_seterr(EM_ERR_STATE, "%s is not implemented yet"); %s }' % (ret, name, args, name, body))
+    out.append('__attribute__((weak)) %s %s(%s) { em_seterr(EM_ERR_STATE, "%s is not implemented yet"); %s }' % (ret, name, args, name, body))
 print("\n".join(out))

@@ -17,6 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "ops/gemm.h"
 
 enum view_kind { ROW_MAJOR, COL_MAJOR, STRIDED, FLIPPED, NUM_KINDS };
@@ -232,8 +236,52 @@ static void test_large_shapes(int use_double)
             }
 }
 
+/* A batch of float GEMMs issued from inside an OpenMP parallel loop, as a batched matmul would:
+   parallel = 0 must stay on the calling thread, parallel = 1 must not oversubscribe or break. */
+static void test_inside_parallel_region(void)
+{
+    enum { BATCH = 6 };
+    case_t t = {37, 45, 50, ROW_MAJOR, COL_MAJOR, ROW_MAJOR, 1, 0, 0};
+    view_t va = make_view(t.M, t.K, t.ka), vb = make_view(t.K, t.N, t.kb),
+           vc = make_view(t.M, t.N, t.kc);
+    double *a[BATCH], *b[BATCH], *c0[BATCH], *c[BATCH];
+    float *fa[BATCH], *fb[BATCH], *fc[BATCH];
+    for (int i = 0; i < BATCH; i++) {
+        a[i] = malloc((size_t)va.len * sizeof(double));
+        b[i] = malloc((size_t)vb.len * sizeof(double));
+        c0[i] = malloc((size_t)vc.len * sizeof(double));
+        c[i] = malloc((size_t)vc.len * sizeof(double));
+        fa[i] = malloc((size_t)va.len * sizeof(float));
+        fb[i] = malloc((size_t)vb.len * sizeof(float));
+        fc[i] = malloc((size_t)vc.len * sizeof(float));
+        if (!a[i] || !b[i] || !c0[i] || !c[i] || !fa[i] || !fb[i] || !fc[i]) {
+            fprintf(stderr, "out of memory\n");
+            exit(2);
+        }
+        for (int64_t x = 0; x < va.len; x++) fa[i][x] = (float)(a[i][x] = rand_uniform());
+        for (int64_t x = 0; x < vb.len; x++) fb[i][x] = (float)(b[i][x] = rand_uniform());
+        for (int64_t x = 0; x < vc.len; x++) fc[i][x] = (float)(c0[i][x] = rand_uniform());
+    }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(3) schedule(static, 1)
+#endif
+    for (int i = 0; i < BATCH; i++)
+        emk_sgemm(t.M, t.N, t.K, fa[i] + va.origin, va.rs, va.cs, fb[i] + vb.origin, vb.rs, vb.cs,
+                  fc[i] + vc.origin, vc.rs, vc.cs, 1, i % 2);
+    for (int i = 0; i < BATCH; i++) {
+        for (int64_t x = 0; x < vc.len; x++) c[i][x] = (double)fc[i][x];
+        t.parallel = i % 2;
+        if (check_result(&t, &va, &vb, &vc, a[i], b[i], c0[i], c[i]))
+            passed++;
+        else
+            failed++;
+        free(a[i]), free(b[i]), free(c0[i]), free(c[i]), free(fa[i]), free(fb[i]), free(fc[i]);
+    }
+}
+
 int main(void)
 {
+    test_inside_parallel_region();
     for (int use_double = 0; use_double < 2; use_double++) {
         test_small_shapes(use_double);
         test_view_kinds(use_double);

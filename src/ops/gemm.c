@@ -14,6 +14,7 @@
    cache-blocked float64 path (packed B block, 4-row register tile, vectorizable inner loop). */
 #include "gemm.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +23,20 @@
 #include <omp.h>
 #endif
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
+/* Kernel selection: AVX-512F, else AVX2 + FMA, else plain C. Define EMK_GEMM_PORTABLE to force
+   the plain-C kernel (for testing it on a machine that has the others). */
+#if defined(__AVX512F__) && !defined(EMK_GEMM_PORTABLE)
 #define EMK_SGEMM_AVX512 1
+#define EMK_SGEMM_AVX2 0
+#elif defined(__AVX2__) && defined(__FMA__) && !defined(EMK_GEMM_PORTABLE)
+#define EMK_SGEMM_AVX512 0
+#define EMK_SGEMM_AVX2 1
 #else
 #define EMK_SGEMM_AVX512 0
+#define EMK_SGEMM_AVX2 0
+#endif
+#if EMK_SGEMM_AVX512 || EMK_SGEMM_AVX2
+#include <immintrin.h>
 #endif
 
 /* ---------------------------------------------------------------------------------------------
@@ -41,9 +51,12 @@
 #define SG_NV 2 /* zmm vectors (16 floats) per row of the micro-tile */
 #endif
 #define SG_NR (16 * SG_NV) /* columns of C per micro-tile */
-#else
-#define SG_MR 6
+#elif EMK_SGEMM_AVX2
+#define SG_MR 6 /* 6 x 16: 12 ymm accumulators */
 #define SG_NR 16
+#else
+#define SG_MR 4 /* plain C: a shape GCC reliably keeps in vector registers */
+#define SG_NR 32
 #endif
 
 #ifndef SG_KC
@@ -54,6 +67,18 @@
 #endif
 #ifndef SG_NC
 #define SG_NC 3072
+#endif
+#ifndef SG_DIRECT_B_MAX_M /* up to this many rows, row-major B is used in place, unpacked */
+#define SG_DIRECT_B_MAX_M (2 * SG_MR)
+#endif
+
+/* Fused multiply-add for the plain-C kernels (-std=c11 turns off automatic contraction). */
+#if defined(__FMA__)
+#define MADD_F(a, b, c) fmaf(a, b, c)
+#define MADD_D(a, b, c) fma(a, b, c)
+#else
+#define MADD_F(a, b, c) ((a) * (b) + (c))
+#define MADD_D(a, b, c) ((a) * (b) + (c))
 #endif
 
 /* Below this many multiply-adds (M*N*K) a call stays on the calling thread. */
@@ -321,8 +346,8 @@ static void pack_b_block(int64_t kc, int64_t nc, const float *b, int64_t rsb, in
     } while (0)
 
 static void sgemm_micro(int64_t kc, const float *restrict a, const float *restrict b,
-                        float *restrict c, int64_t rsc, int64_t csc, int64_t mr, int64_t nr,
-                        int accumulate)
+                        int64_t ldb, float *restrict c, int64_t rsc, int64_t csc, int64_t mr,
+                        int64_t nr, int accumulate)
 {
     __m512 acc[SG_MR][SG_NV];
 #pragma GCC unroll 32
@@ -340,7 +365,7 @@ static void sgemm_micro(int64_t kc, const float *restrict a, const float *restri
         __m512 bv[SG_NV];
 #pragma GCC unroll 8
         for (int v = 0; v < SG_NV; v++)
-            bv[v] = _mm512_load_ps(b + k * SG_NR + 16 * v);
+            bv[v] = _mm512_loadu_ps(b + k * ldb + 16 * v);
 #pragma GCC unroll 32
         for (int i = 0; i < SG_MR; i++) {
             __m512 ai = _mm512_set1_ps(a[k * SG_MR + i]);
@@ -352,20 +377,58 @@ static void sgemm_micro(int64_t kc, const float *restrict a, const float *restri
     SG_STORE_TILE(acc, c, rsc, csc, mr, nr, accumulate);
 }
 
+#elif EMK_SGEMM_AVX2
+
+static void sgemm_micro(int64_t kc, const float *restrict a, const float *restrict b,
+                        int64_t ldb, float *restrict c, int64_t rsc, int64_t csc, int64_t mr,
+                        int64_t nr, int accumulate)
+{
+    __m256 acc[SG_MR][2];
+    for (int i = 0; i < SG_MR; i++)
+        acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_loadu_ps(b + k * ldb), b1 = _mm256_loadu_ps(b + k * ldb + 8);
+#pragma GCC unroll 8
+        for (int i = 0; i < SG_MR; i++) {
+            __m256 ai = _mm256_broadcast_ss(a + k * SG_MR + i);
+            acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+        }
+    }
+    if (mr == SG_MR && nr == SG_NR && csc == 1) {
+        for (int i = 0; i < SG_MR; i++)
+            for (int v = 0; v < 2; v++) {
+                float *p = c + i * rsc + 8 * v;
+                __m256 x = accumulate ? _mm256_add_ps(acc[i][v], _mm256_loadu_ps(p)) : acc[i][v];
+                _mm256_storeu_ps(p, x);
+            }
+        return;
+    }
+    _Alignas(32) float t[SG_MR * SG_NR];
+    for (int i = 0; i < SG_MR; i++)
+        for (int v = 0; v < 2; v++)
+            _mm256_store_ps(t + i * SG_NR + 8 * v, acc[i][v]);
+    for (int64_t i = 0; i < mr; i++)
+        for (int64_t j = 0; j < nr; j++) {
+            float *p = c + i * rsc + j * csc;
+            *p = accumulate ? *p + t[i * SG_NR + j] : t[i * SG_NR + j];
+        }
+}
+
 #else /* portable micro-kernel */
 
 static void sgemm_micro(int64_t kc, const float *restrict a, const float *restrict b,
-                        float *restrict c, int64_t rsc, int64_t csc, int64_t mr, int64_t nr,
-                        int accumulate)
+                        int64_t ldb, float *restrict c, int64_t rsc, int64_t csc, int64_t mr,
+                        int64_t nr, int accumulate)
 {
     float acc[SG_MR][SG_NR];
     memset(acc, 0, sizeof acc);
     for (int64_t k = 0; k < kc; k++) {
-        const float *bk = b + k * SG_NR;
+        const float *restrict bk = b + k * ldb;
         for (int i = 0; i < SG_MR; i++) {
             float ai = a[k * SG_MR + i];
             for (int j = 0; j < SG_NR; j++)
-                acc[i][j] += ai * bk[j];
+                acc[i][j] = MADD_F(ai, bk[j], acc[i][j]);
         }
     }
     for (int64_t i = 0; i < mr; i++)
@@ -381,15 +444,31 @@ static void sgemm_micro(int64_t kc, const float *restrict a, const float *restri
    Float driver.
    --------------------------------------------------------------------------------------------- */
 
-/* Macro-kernel: C block (mc x nc) (+)= packed A block (mc x kc) @ packed B block (kc x nc). */
-static void sgemm_macro(int64_t mc, int64_t nc, int64_t kc, const float *ap, const float *bp,
+/* B operand of the macro-kernel: either the packed block (panel jr at p + jr * kc, rows NR
+   apart) or, for skinny problems with row-major B, B itself (panel jr at p + jr, rows ld
+   apart), whose ragged last panel is copied into `edge` (kc x NR) first. */
+typedef struct {
+    const float *p;
+    int64_t ld;  /* distance between consecutive k rows of a panel */
+    int packed;  /* 1: packed block; 0: direct row-major view */
+    float *edge; /* direct mode: buffer for a ragged last panel */
+} sg_bsrc_t;
+
+/* Macro-kernel: C block (mc x nc) (+)= packed A block (mc x kc) @ B block (kc x nc). */
+static void sgemm_macro(int64_t mc, int64_t nc, int64_t kc, const float *ap, sg_bsrc_t b,
                         float *c, int64_t rsc, int64_t csc, int accumulate)
 {
     for (int64_t jr = 0; jr < nc; jr += SG_NR) {
         int64_t nr = min64(SG_NR, nc - jr);
+        const float *bpanel = b.packed ? b.p + jr * kc : b.p + jr;
+        int64_t ldb = b.ld;
+        if (!b.packed && nr < SG_NR) {
+            pack_b_panel(nr, kc, bpanel, b.ld, 1, b.edge);
+            bpanel = b.edge, ldb = SG_NR;
+        }
         for (int64_t ir = 0; ir < mc; ir += SG_MR) {
             int64_t mr = min64(SG_MR, mc - ir);
-            sgemm_micro(kc, ap + ir * kc, bp + jr * kc, c + ir * rsc + jr * csc, rsc, csc, mr, nr,
+            sgemm_micro(kc, ap + ir * kc, bpanel, ldb, c + ir * rsc + jr * csc, rsc, csc, mr, nr,
                         accumulate);
         }
     }
@@ -415,9 +494,11 @@ static void sgemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_
                          int64_t csa, const float *B, int64_t rsb, int64_t csb, float *C,
                          int64_t rsc, int64_t csc, int accumulate)
 {
+    /* With few rows of A each B panel is used only once or twice: read row-major B in place. */
+    int direct_b = csb == 1 && M <= SG_DIRECT_B_MAX_M;
     int64_t kc_max = min64(K, SG_KC);
     int64_t mc_max = round_up(min64(M, SG_MC), SG_MR);
-    int64_t nc_max = round_up(min64(N, SG_NC), SG_NR);
+    int64_t nc_max = direct_b ? SG_NR : round_up(min64(N, SG_NC), SG_NR);
     float *ap = alloc_aligned((size_t)(mc_max * kc_max) * sizeof(float));
     float *bp = alloc_aligned((size_t)(kc_max * nc_max) * sizeof(float));
     if (!ap || !bp) {
@@ -431,11 +512,16 @@ static void sgemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_
         for (int64_t pc = 0; pc < K; pc += SG_KC) {
             int64_t kc = min64(SG_KC, K - pc);
             int acc = accumulate || pc > 0;
-            pack_b_block(kc, nc, B + pc * rsb + jc * csb, rsb, csb, bp);
+            const float *b = B + pc * rsb + jc * csb;
+            sg_bsrc_t bsrc = {b, rsb, 0, bp};
+            if (!direct_b) {
+                pack_b_block(kc, nc, b, rsb, csb, bp);
+                bsrc = (sg_bsrc_t){bp, SG_NR, 1, NULL};
+            }
             for (int64_t ic = 0; ic < M; ic += SG_MC) {
                 int64_t mc = min64(SG_MC, M - ic);
                 pack_a_block(mc, kc, A + ic * rsa + pc * csa, rsa, csa, ap);
-                sgemm_macro(mc, nc, kc, ap, bp, C + ic * rsc + jc * csc, rsc, csc, acc);
+                sgemm_macro(mc, nc, kc, ap, bsrc, C + ic * rsc + jc * csc, rsc, csc, acc);
             }
         }
     }
@@ -482,40 +568,58 @@ void emk_sgemm(int64_t M, int64_t N, int64_t K,
 }
 
 /* ---------------------------------------------------------------------------------------------
-   Double path: B block (kc x nc) packed row-major and contiguous; for every 4 rows of A the
-   4 x nc slab of C is accumulated in a small L1-resident buffer by rank-1 updates whose inner
-   j-loop the compiler vectorizes.
+   Double path, plain C (the compiler vectorizes it for whatever ISA it targets). Same loop
+   structure as the float driver with smaller blocks: B block (kc x nc) packed into DG_NR-wide
+   zero-padded panels, A packed DG_MR rows at a time, and a DG_MR x DG_NR register tile whose
+   fixed-size inner loops become vector FMAs (4 x 32 doubles = 16 zmm accumulators).
    --------------------------------------------------------------------------------------------- */
-#define DG_KC 128
-#define DG_NC 256
 #define DG_MR 4
+#define DG_NR 32
+#define DG_KC 128
+#define DG_NC 512
 
-/* C rows [0, mr) x cols [0, nc) (+)= A rows (mr x kc) @ packed B block bp (kc x nc). */
-static void dgemm_rows(int64_t mr, int64_t nc, int64_t kc, const double *a, int64_t rsa,
-                       int64_t csa, const double *restrict bp, double *c, int64_t rsc,
-                       int64_t csc, int accumulate)
+/* C tile (mr x nr) (+)= packed A panel ap (kc x MR) @ packed B panel bp (kc x NR). */
+static void dgemm_micro(int64_t kc, const double *restrict ap, const double *restrict bp,
+                        double *c, int64_t rsc, int64_t csc, int64_t mr, int64_t nr,
+                        int accumulate)
 {
-    _Alignas(64) double t[DG_MR][DG_NC];
-    for (int64_t r = 0; r < DG_MR; r++)
-        for (int64_t j = 0; j < nc; j++)
-            t[r][j] = (accumulate && r < mr) ? c[r * rsc + j * csc] : 0.0;
+    double acc[DG_MR][DG_NR];
+    memset(acc, 0, sizeof acc);
     for (int64_t k = 0; k < kc; k++) {
-        double a0 = a[k * csa];
-        double a1 = mr > 1 ? a[rsa + k * csa] : 0.0;
-        double a2 = mr > 2 ? a[2 * rsa + k * csa] : 0.0;
-        double a3 = mr > 3 ? a[3 * rsa + k * csa] : 0.0;
-        const double *restrict bk = bp + k * nc;
-        for (int64_t j = 0; j < nc; j++) {
-            double b = bk[j];
-            t[0][j] += a0 * b;
-            t[1][j] += a1 * b;
-            t[2][j] += a2 * b;
-            t[3][j] += a3 * b;
+        const double *restrict bk = bp + k * DG_NR;
+        for (int r = 0; r < DG_MR; r++) {
+            double a = ap[k * DG_MR + r];
+            for (int j = 0; j < DG_NR; j++)
+                acc[r][j] = MADD_D(a, bk[j], acc[r][j]);
         }
     }
     for (int64_t r = 0; r < mr; r++)
-        for (int64_t j = 0; j < nc; j++)
-            c[r * rsc + j * csc] = t[r][j];
+        for (int64_t j = 0; j < nr; j++) {
+            double *p = c + r * rsc + j * csc;
+            *p = accumulate ? *p + acc[r][j] : acc[r][j];
+        }
+}
+
+/* Packs A rows (mr x kc) into ap[k * MR + r], zero rows for mr <= r < MR. */
+static void dgemm_pack_a(int64_t mr, int64_t kc, const double *a, int64_t rsa, int64_t csa,
+                         double *ap)
+{
+    for (int64_t k = 0; k < kc; k++)
+        for (int64_t r = 0; r < DG_MR; r++)
+            ap[k * DG_MR + r] = r < mr ? a[r * rsa + k * csa] : 0.0;
+}
+
+/* Packs the B block (kc x nc) into NR-wide panels: bp[(j / NR) * kc * NR + k * NR + j % NR]. */
+static void dgemm_pack_b(int64_t kc, int64_t nc, const double *b, int64_t rsb, int64_t csb,
+                         double *bp)
+{
+    for (int64_t j0 = 0; j0 < nc; j0 += DG_NR) {
+        int64_t nr = min64(DG_NR, nc - j0);
+        double *panel = bp + j0 * kc;
+        for (int64_t k = 0; k < kc; k++)
+            for (int64_t j = 0; j < DG_NR; j++)
+                panel[k * DG_NR + j] = j < nr ? b[k * rsb + (j0 + j) * csb] : 0.0;
+    }
 }
 
 static void dgemm_naive(int64_t M, int64_t N, int64_t K, const double *A, int64_t rsa,
@@ -537,8 +641,12 @@ static void dgemm_serial(int64_t M, int64_t N, int64_t K, const double *A, int64
                          int64_t csa, const double *B, int64_t rsb, int64_t csb, double *C,
                          int64_t rsc, int64_t csc, int accumulate)
 {
-    double *bp = alloc_aligned((size_t)(min64(K, DG_KC) * min64(N, DG_NC)) * sizeof(double));
-    if (!bp) {
+    int64_t kc_max = min64(K, DG_KC), nc_max = round_up(min64(N, DG_NC), DG_NR);
+    double *bp = alloc_aligned((size_t)(kc_max * nc_max) * sizeof(double));
+    double *ap = alloc_aligned((size_t)(kc_max * DG_MR) * sizeof(double));
+    if (!bp || !ap) {
+        free(bp);
+        free(ap);
         dgemm_naive(M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, accumulate);
         return;
     }
@@ -546,16 +654,19 @@ static void dgemm_serial(int64_t M, int64_t N, int64_t K, const double *A, int64
         int64_t nc = min64(DG_NC, N - jc);
         for (int64_t pc = 0; pc < K; pc += DG_KC) {
             int64_t kc = min64(DG_KC, K - pc);
-            const double *b = B + pc * rsb + jc * csb;
-            for (int64_t k = 0; k < kc; k++) /* bp: kc x nc, row-major, contiguous */
-                for (int64_t j = 0; j < nc; j++)
-                    bp[k * nc + j] = b[k * rsb + j * csb];
-            for (int64_t i = 0; i < M; i += DG_MR)
-                dgemm_rows(min64(DG_MR, M - i), nc, kc, A + i * rsa + pc * csa, rsa, csa, bp,
-                           C + i * rsc + jc * csc, rsc, csc, accumulate || pc > 0);
+            int acc = accumulate || pc > 0;
+            dgemm_pack_b(kc, nc, B + pc * rsb + jc * csb, rsb, csb, bp);
+            for (int64_t i = 0; i < M; i += DG_MR) {
+                int64_t mr = min64(DG_MR, M - i);
+                dgemm_pack_a(mr, kc, A + i * rsa + pc * csa, rsa, csa, ap);
+                for (int64_t j = 0; j < nc; j += DG_NR)
+                    dgemm_micro(kc, ap, bp + j * kc, C + i * rsc + (jc + j) * csc, rsc, csc, mr,
+                                min64(DG_NR, nc - j), acc);
+            }
         }
     }
     free(bp);
+    free(ap);
 }
 
 void emk_dgemm(int64_t M, int64_t N, int64_t K,
@@ -581,7 +692,7 @@ void emk_dgemm(int64_t M, int64_t N, int64_t K,
     {
         int parts = omp_get_num_threads(), me = omp_get_thread_num();
         int64_t lo, hi;
-        split_range(split_n ? N : M, split_n ? 8 : DG_MR, parts, me, &lo, &hi);
+        split_range(split_n ? N : M, split_n ? DG_NR : DG_MR, parts, me, &lo, &hi);
         if (hi > lo && split_n)
             dgemm_serial(M, hi - lo, K, A, rsa, csa, B + lo * csb, rsb, csb, C + lo * csc, rsc,
                          csc, accumulate);

@@ -118,29 +118,106 @@ static em_status run_rows(em_tensor_t *out, em_dtype out_dt, em_tensor_t *const 
         }                                                                                          \
     } while (0)
 
+/* ---- f32 math that vectorizes ---------------------------------------------------------------------
+ * glibc's expf/tanhf/erff are scalar calls (gcc only vectorizes them through libmvec under
+ * -ffast-math), so f32 rows use these branch-free versions; f64 rows call libm. All are within
+ * a few ulp and handle NaN, +-inf, overflow and underflow like libm. */
+static inline float f32_of_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static inline uint32_t bits_of_f32(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+/* e^x = 2^n e^r with n = round(x / ln 2), |r| <= ln2 / 2 (ln 2 split in two for an exact r),
+   e^r by Cephes' expf polynomial; 2^n is applied as two halves so overflow gives inf and
+   results down to the subnormals are right */
+static inline float exp_f32(float x) {
+    float xc = x < -104.0f ? -104.0f : x;
+    xc = xc > 89.0f ? 89.0f : xc;
+    float t = xc * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds to an integer */
+    float nf = t - 12582912.0f;
+    int32_t n = (int32_t)(bits_of_f32(t) - 0x4B400000u); /* that integer, read from the bits */
+    float r = xc - nf * 0.693359375f;
+    r = r - nf * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * r * r + r + 1.0f;
+    int32_t n1 = n / 2, n2 = n - n1;
+    y = y * f32_of_bits((uint32_t)(n1 + 127) << 23) * f32_of_bits((uint32_t)(n2 + 127) << 23);
+    return x != x ? x : y;
+}
+
+/* Cephes' tanhf: an odd polynomial below 0.625, 1 - 2 / (e^2|x| + 1) above */
+static inline float tanh_f32(float x) {
+    float ax = fabsf(x), z = x * x;
+    float p = -5.70498872745e-3f;
+    p = p * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    float small = x == 0 ? x : x + x * z * p; /* keeps -0 */
+    float big = 1.0f - 2.0f / (exp_f32(2.0f * ax) + 1.0f);
+    big = x < 0 ? -big : big;
+    return ax < 0.625f ? small : big;
+}
+
+/* gelu through erfc, which keeps the negative tail accurate: erfc(z) for z >= 0 by the
+   Chebyshev fit of Numerical Recipes (relative error < 1.2e-7) */
+static inline float erfc_pos_f32(float z) {
+    float t = 1.0f / (1.0f + 0.5f * z);
+    float p = 0.17087277f;
+    p = p * t - 0.82215223f;
+    p = p * t + 1.48851587f;
+    p = p * t - 1.13520398f;
+    p = p * t + 0.27886807f;
+    p = p * t - 0.18628806f;
+    p = p * t + 0.09678418f;
+    p = p * t + 0.37409196f;
+    p = p * t + 1.00002368f;
+    p = p * t - 1.26551223f;
+    return t * exp_f32(p - z * z);
+}
+static inline float gelu_f32(float x) {
+    float e = erfc_pos_f32(fabsf(x) * (float)M_SQRT1_2);
+    return x < 0 ? 0.5f * x * e : x * (1.0f - 0.5f * e);
+}
+
+static inline double exp_f64(double x) { return exp(x); }
+static inline double tanh_f64(double x) { return tanh(x); }
+static inline double gelu_f64(double x) { return 0.5 * x * (1.0 + erf(x * M_SQRT1_2)); }
+
 /* unary float rows, one body for float and double (tgmath picks expf or exp) */
-#define DEF_UNARY_FLOAT_ROW(NAME, T)                                                               \
+#define DEF_UNARY_FLOAT_ROW(NAME, T, S)                                                            \
     static void NAME(int64_t n, char **p, const int64_t *bs, void *vctx) {                         \
         const pw_ctx *c = vctx;                                                                    \
         const T lo = (T)c->lo, hi = (T)c->hi;                                                      \
         switch (c->op) {                                                                           \
         case U_NEG: UN_LOOP(T, T, -x); break;                                                      \
         case U_ABS: UN_LOOP(T, T, fabs(x)); break;                                                 \
-        case U_EXP: UN_LOOP(T, T, exp(x)); break;                                                  \
+        case U_EXP: UN_LOOP(T, T, exp_##S(x)); break;                                              \
         case U_LOG: UN_LOOP(T, T, log(x)); break;                                                  \
         case U_LOG1P: UN_LOOP(T, T, log1p(x)); break;                                              \
         case U_SQRT: UN_LOOP(T, T, sqrt(x)); break;                                                \
         case U_RSQRT: UN_LOOP(T, T, (T)1 / sqrt(x)); break;                                        \
         case U_SIN: UN_LOOP(T, T, sin(x)); break;                                                  \
         case U_COS: UN_LOOP(T, T, cos(x)); break;                                                  \
-        case U_TANH: UN_LOOP(T, T, tanh(x)); break;                                                \
-        case U_SIGMOID: UN_LOOP(T, T, (T)1 / ((T)1 + exp(-x))); break;                             \
+        case U_TANH: UN_LOOP(T, T, tanh_##S(x)); break;                                            \
+        case U_SIGMOID: UN_LOOP(T, T, (T)1 / ((T)1 + exp_##S(-x))); break;                         \
         case U_RELU: UN_LOOP(T, T, x < 0 ? (T)0 : x); break; /* NaN stays NaN */                   \
-        case U_GELU: UN_LOOP(T, T, (T)0.5 * x * ((T)1 + erf(x * (T)M_SQRT1_2))); break;            \
+        case U_GELU: UN_LOOP(T, T, gelu_##S(x)); break;                                            \
         case U_GELU_TANH:                                                                          \
-            UN_LOOP(T, T, (T)0.5 * x * ((T)1 + tanh((T)GELU_K * (x + (T)GELU_C * x * x * x))));    \
+            UN_LOOP(T, T, (T)0.5 * x * ((T)1 + tanh_##S((T)GELU_K * (x + (T)GELU_C * x * x * x)))); \
             break;                                                                                 \
-        case U_SILU: UN_LOOP(T, T, x / ((T)1 + exp(-x))); break;                                   \
+        case U_SILU: UN_LOOP(T, T, x / ((T)1 + exp_##S(-x))); break;                               \
         case U_SIGN: UN_LOOP(T, T, (T)((x > 0) - (x < 0))); break; /* NaN gives 0 */               \
         case U_RECIP: UN_LOOP(T, T, (T)1 / x); break;                                              \
         case U_SQUARE: UN_LOOP(T, T, x * x); break;                                                \
@@ -149,8 +226,8 @@ static em_status run_rows(em_tensor_t *out, em_dtype out_dt, em_tensor_t *const 
         default: EM_ASSERT(0);                                                                     \
         }                                                                                          \
     }
-DEF_UNARY_FLOAT_ROW(un_row_f32, float)
-DEF_UNARY_FLOAT_ROW(un_row_f64, double)
+DEF_UNARY_FLOAT_ROW(un_row_f32, float, f32)
+DEF_UNARY_FLOAT_ROW(un_row_f64, double, f64)
 
 /* wrapping integer arithmetic (two's complement, no signed overflow) */
 static inline int64_t wrap_neg(int64_t x) { return (int64_t)(0 - (uint64_t)x); }
@@ -240,6 +317,7 @@ static void bin_row_i64(int64_t n, char **p, const int64_t *bs, void *vctx) {
 DEF_COMPARE_ROW(cmp_row_f32, float)
 DEF_COMPARE_ROW(cmp_row_f64, double)
 DEF_COMPARE_ROW(cmp_row_i64, int64_t)
+DEF_COMPARE_ROW(cmp_row_u8, uint8_t)
 
 /* where: out = cond ? a : b, moving elements by size (a and b already have out's dtype) */
 #define WHERE_LOOP(T)                                                                              \
@@ -320,12 +398,20 @@ static em_status binary(int op, em_tensor_t *const *in, em_tensor_t **out) {
     return run_rows(out[0], ct, in, cts, 2, fn, &c);
 }
 
-/* comparisons compute in the promoted dtype of the two inputs */
+static bool is_byte(em_dtype d) { return d == EM_BOOL || d == EM_U8; }
+
+/* comparisons compute in the promoted dtype of the two inputs; bool and u8 (masks) compare
+   as bytes without widening */
 static em_status compare(int op, em_tensor_t *const *in, em_tensor_t **out) {
     em_dtype dts[2] = {in[0]->dtype, in[1]->dtype};
     int nds[2] = {in[0]->ndim, in[1]->ndim};
     em_dtype ct = compute_type(emt_result_type(dts, nds, 2)), cts[2] = {ct, ct};
     emt_row_fn fn = ct == EM_F64 ? cmp_row_f64 : ct == EM_F32 ? cmp_row_f32 : cmp_row_i64;
+    if (is_byte(dts[0]) && is_byte(dts[1])) {
+        cts[0] = dts[0];
+        cts[1] = dts[1];
+        fn = cmp_row_u8;
+    }
     pw_ctx c = {.op = op};
     return run_rows(out[0], EM_BOOL, in, cts, 2, fn, &c);
 }

@@ -58,6 +58,12 @@ static void copy_same(em_tensor_t *dst, em_tensor_t *src) {
     emt_pointwise(2, ts, copy_same_row, &es);
 }
 
+/* dst = src cast to dst's dtype: the typed loops above when no cast is needed */
+static void copy_cast(em_tensor_t *dst, em_tensor_t *src) {
+    if (dst->dtype == src->dtype) copy_same(dst, src);
+    else emt_copy(dst, src);
+}
+
 /* every element of contiguous t = v (cast to t's dtype) */
 static void fill_value(em_tensor_t *t, double v) {
     EM_ASSERT(emt_is_contiguous(t));
@@ -146,27 +152,22 @@ EMO_KERNEL(emo_k_cat) {
     EM_UNUSED(n_out);
     em_tensor_t *o = out[0];
     int dim = (int)a->j[1];
-    emo_meta m[8], *im = n_in <= 8 ? m : malloc((size_t)n_in * sizeof *im);
-    if (!im) return em_seterr(EM_ERR_OOM, "em_cat: out of memory");
-    for (int i = 0; i < n_in; i++) emo_meta_of(in[i], &im[i]);
-    int ref = cat_ref(im, n_in);
+    /* the legacy-empty skip rule of cat_skips, on tensors */
+    bool skip_empty = false;
+    for (int i = 0; i < n_in; i++) skip_empty |= !(in[i]->ndim == 1 && in[i]->shape[0] == 0);
     int64_t start[EM_MAX_DIMS] = {0};
-    em_status st = EM_OK;
-    for (int i = 0; i < n_in && st == EM_OK; i++) {
-        if (cat_skips(im, ref, i)) continue;
+    for (int i = 0; i < n_in; i++) {
+        if (skip_empty && in[i]->ndim == 1 && in[i]->shape[0] == 0) continue;
         int64_t len = in[i]->shape[dim];
-        if (len > 0 && emt_numel(in[i]) > 0) {
+        if (emt_numel(in[i]) > 0) {
             em_tensor_t *v = sub_view(o, in[i]->shape, start);
-            if (!v) st = em_last_status();
-            else {
-                emt_copy(v, in[i]);
-                em_release(v);
-            }
+            if (!v) return em_last_status();
+            copy_cast(v, in[i]);
+            em_release(v);
         }
         start[dim] += len;
     }
-    if (im != m) free(im);
-    return st;
+    return EM_OK;
 }
 
 /* each input's gradient is its slice of gout (skipped legacy empties get none) */
@@ -224,7 +225,7 @@ EMO_KERNEL(emo_k_stack) {
     for (int i = 0; i < n_in; i++) {
         em_tensor_t *v = emt_view(o, in[i]->shape, st, nd, o->offset + i * o->strides[dim]);
         if (!v) return em_last_status();
-        emt_copy(v, in[i]);
+        copy_cast(v, in[i]);
         em_release(v);
     }
     return EM_OK;
@@ -244,13 +245,11 @@ EMO_BACKWARD(emo_bw_stack) {
 EMO_DECOMP(emo_dc_stack) {
     EM_UNUSED(n_out);
     int dim = (int)a->j[1];
-    em_tensor_t *small[8], **u = n_in <= 8 ? small : malloc((size_t)n_in * sizeof *u);
+    em_tensor_t *small[8] = {0}, **u = n_in <= 8 ? small : malloc((size_t)n_in * sizeof *u);
     if (!u) return em_seterr(EM_ERR_OOM, "em_stack: out of memory");
-    for (int i = 0; i < n_in; i++) {
-        u[i] = em_unsqueeze(in[i], dim);
-        if (!u[i]) break;
-    }
-    out[0] = em_cat(u, n_in, dim); /* fails softly on a NULL above */
+    bool ok = true;
+    for (int i = 0; i < n_in && ok; i++) ok = (u[i] = em_unsqueeze(in[i], dim)) != NULL;
+    out[0] = ok ? em_cat(u, n_in, dim) : NULL;
     if (u != small) free(u);
     return out[0] ? EM_OK : em_last_status();
 }
@@ -313,13 +312,16 @@ EMO_DECOMP(emo_dc_split) {
  * Positions p run over the index's shape. Tensor A (gather's out, scatter_add's src) and the
  * index are read at p; tensor B (gather's x, scatter_add's out) at p with p[dim] replaced by
  * the index value. Rows run over the dims other than dim and the last (L); each row is a
- * (k along dim) x (l along L) block, so within a row the last dim stays the inner loop, and
- * two rows never touch the same element of B (they differ in a dim other than dim). */
+ * (k along dim) x (l along L) block, so the last dim stays the inner loop. Tasks are rows, cut
+ * into k ranges (gather only) and l chunks when there are too few rows for the threads: two
+ * tasks never write one element of B, because scatter_add keeps every k of a row in one task
+ * (l, like the row dims, is a coordinate B is addressed at). */
 typedef struct {
     int nd, dim, L;
     int64_t shape[EM_MAX_DIMS];               /* the index's shape (0-dim seen as (1)) */
     int64_t sa[EM_MAX_DIMS], si[EM_MAX_DIMS], sb[EM_MAX_DIMS]; /* element strides */
     int64_t rows, nk, nl, bsize;              /* bsize: B's size along dim (index bound) */
+    int64_t kg, lc, tasks;                    /* k ranges per row, l chunks per range */
     char *pa, *pi, *pb;
     bool i64;
     size_t es;
@@ -330,7 +332,7 @@ static void geo_strides(const em_tensor_t *t, int64_t *s) {
     for (int d = 0; d < t->ndim; d++) s[d] = t->strides[d];
 }
 
-static void geo_init(loop_geo *g, em_tensor_t *A, em_tensor_t *idx, em_tensor_t *B, int dim) {
+static void geo_init(loop_geo *g, em_tensor_t *A, em_tensor_t *idx, em_tensor_t *B, int dim, bool split_k, int nth) {
     g->nd = nonempty_ndim(idx->ndim);
     g->dim = dim;
     g->L = g->nd - 1;
@@ -349,24 +351,73 @@ static void geo_init(loop_geo *g, em_tensor_t *A, em_tensor_t *idx, em_tensor_t 
     g->pb = emt_data(B);
     g->i64 = idx->dtype == EM_I64;
     g->es = emt_esize(A->dtype);
+    g->kg = 1;
+    if (split_k && nth > 1 && g->rows < 4 * nth && g->nk > 1) g->kg = EM_MIN(g->nk, (4 * nth + g->rows - 1) / g->rows);
+    int64_t base = g->rows * g->kg;
+    g->lc = 1;
+    if (nth > 1 && base > 0 && base < 4 * nth) {
+        int64_t most = g->nl / 256 > 0 ? g->nl / 256 : 1;
+        g->lc = EM_MIN((4 * nth + base - 1) / base, most);
+    }
+    g->tasks = base * g->lc;
 }
 
-/* element offsets of row r's (k = 0, l = 0) corner in A, the index and B */
-static void geo_row(const loop_geo *g, int64_t r, int64_t *oa, int64_t *oi, int64_t *ob) {
-    *oa = *oi = *ob = 0;
+/* task t: row r, k in [k0, k1), l in [l0, l1); element offsets of the row's corner in A, the
+   index and B */
+typedef struct {
+    int64_t k0, k1, l0, l1, oa, oi, ob;
+} geo_task;
+
+static geo_task geo_task_of(const loop_geo *g, int64_t t) {
+    geo_task w;
+    int64_t c = t % g->lc, kgi = (t / g->lc) % g->kg, r = t / g->lc / g->kg;
+    int64_t kchunk = (g->nk + g->kg - 1) / g->kg;
+    w.k0 = kgi * kchunk;
+    w.k1 = EM_MIN(g->nk, w.k0 + kchunk);
+    int64_t chunk = (g->nl + g->lc - 1) / g->lc;
+    w.l0 = c * chunk;
+    w.l1 = EM_MIN(g->nl, w.l0 + chunk);
+    w.oa = w.oi = w.ob = 0;
     for (int d = g->nd - 1; d >= 0; d--) {
         if (d == g->dim || d == g->L) continue;
-        int64_t c = r % g->shape[d];
+        int64_t i = r % g->shape[d];
         r /= g->shape[d];
-        *oa += c * g->sa[d];
-        *oi += c * g->si[d];
-        *ob += c * g->sb[d];
+        w.oa += i * g->sa[d];
+        w.oi += i * g->si[d];
+        w.ob += i * g->sb[d];
     }
+    return w;
 }
 
-static inline int64_t geo_index(const loop_geo *g, int64_t off) {
-    return g->i64 ? ((const int64_t *)(const void *)g->pi)[off] : ((const int32_t *)(const void *)g->pi)[off];
-}
+/* the block of task w with element type T and index type IT; BODY reads and writes the element
+   pointers A_AT and B_AT. Strides and bases live in locals so the inner loop stays simple. */
+#define GEO_LOOP(T, IT, BODY)                                                                   \
+    do {                                                                                        \
+        const IT *ip_ = (const IT *)(const void *)g->pi + w.oi;                                 \
+        T *pa_ = (T *)(void *)g->pa + w.oa, *pb_ = (T *)(void *)g->pb + w.ob;                   \
+        const int64_t sik = g->si[g->dim], sil = g->si[g->L], sak = g->sa[g->dim];              \
+        const int64_t sal = g->sa[g->L], sbk = g->sb[g->dim], sbl = g->sb[g->L];                \
+        const uint64_t lim = (uint64_t)g->bsize;                                                \
+        for (int64_t k = w.k0; k < w.k1; k++) {                                                 \
+            const IT *ik = ip_ + k * sik;                                                       \
+            T *ak = pa_ + k * sak;                                                              \
+            for (int64_t l = w.l0; l < w.l1; l++) {                                             \
+                int64_t v = ik[l * sil];                                                        \
+                if ((uint64_t)v >= lim) {                                                       \
+                    *bad = v;                                                                   \
+                    return false;                                                               \
+                }                                                                               \
+                T *A_AT = ak + l * sal, *B_AT = pb_ + v * sbk + l * sbl;                        \
+                BODY;                                                                           \
+            }                                                                                   \
+        }                                                                                       \
+    } while (0)
+
+#define GEO_BLOCK(T, BODY)                                                                      \
+    do {                                                                                        \
+        if (g->i64) GEO_LOOP(T, int64_t, BODY);                                                 \
+        else GEO_LOOP(T, int32_t, BODY);                                                        \
+    } while (0)
 
 /* ---- gather: j[1] dim ---------------------------------------------------------------------- */
 /* PyTorch's gather/scatter shape rule (0-dim counts as 1-d of size 1) */
@@ -404,24 +455,14 @@ EMO_INFER(emo_infer_gather) {
     return EM_OK;
 }
 
-#define GATHER_BLOCK(T)                                                                        \
-    for (int64_t k = 0; k < g->nk; k++)                                                        \
-        for (int64_t l = 0; l < g->nl; l++) {                                                  \
-            int64_t v = geo_index(g, oi + k * g->si[g->dim] + l * g->si[g->L]);                \
-            if (v < 0 || v >= g->bsize) { *bad = v; return false; }                            \
-            *(T *)(void *)(g->pa + (oa + k * g->sa[g->dim] + l * g->sa[g->L]) * sizeof(T)) =   \
-                *(const T *)(const void *)(g->pb + (ob + v * g->sb[g->dim] + l * g->sb[g->L]) * sizeof(T)); \
-        }
-
-/* one row of gather; false (with the bad index) when an index is out of range */
-static bool gather_row(const loop_geo *g, int64_t r, int64_t *bad) {
-    int64_t oa, oi, ob;
-    geo_row(g, r, &oa, &oi, &ob);
+/* one gather task; false (with the bad index) when an index is out of range */
+static bool gather_task(const loop_geo *g, int64_t t, int64_t *bad) {
+    geo_task w = geo_task_of(g, t);
     switch (g->es) {
-    case 1: GATHER_BLOCK(uint8_t) break;
-    case 2: GATHER_BLOCK(uint16_t) break;
-    case 4: GATHER_BLOCK(uint32_t) break;
-    default: GATHER_BLOCK(uint64_t) break;
+    case 1: GEO_BLOCK(uint8_t, *A_AT = *B_AT); break;
+    case 2: GEO_BLOCK(uint16_t, *A_AT = *B_AT); break;
+    case 4: GEO_BLOCK(uint32_t, *A_AT = *B_AT); break;
+    default: GEO_BLOCK(uint64_t, *A_AT = *B_AT); break;
     }
     return true;
 }
@@ -435,15 +476,15 @@ static em_status index_error(const char *op, int64_t v, int dim, int64_t size) {
 EMO_KERNEL(emo_k_gather) {
     EM_UNUSED(n_in);
     EM_UNUSED(n_out);
-    loop_geo g;
-    geo_init(&g, out[0], in[1], in[0], (int)a->j[1]);
     int64_t total = emt_numel(out[0]), badv = 0;
-    int bad = 0;
-    int nth = total >= PAR_MIN && g.rows > 1 ? emb_num_threads() : 1;
+    int nth = total >= PAR_MIN ? emb_num_threads() : 1, bad = 0;
+    if (total == 0) return EM_OK;
+    loop_geo g;
+    geo_init(&g, out[0], in[1], in[0], (int)a->j[1], true, nth);
 #pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
-    for (int64_t r = 0; r < g.rows; r++) {
+    for (int64_t t = 0; t < g.tasks; t++) {
         int64_t v;
-        if (!gather_row(&g, r, &v)) {
+        if (!gather_task(&g, t, &v)) {
 #pragma omp critical(emo_gather_bad)
             {
                 bad = 1;
@@ -476,17 +517,8 @@ EMO_INFER(emo_infer_scatter_add) {
     return EM_OK;
 }
 
-/* B[.., index, ..] += A[..]: one row, elements of type T combined with ADD(b, a) */
-#define SCATTER_BLOCK(T, ADD)                                                                  \
-    for (int64_t k = 0; k < g->nk; k++)                                                        \
-        for (int64_t l = 0; l < g->nl; l++) {                                                  \
-            int64_t v = geo_index(g, oi + k * g->si[g->dim] + l * g->si[g->L]);                \
-            if (v < 0 || v >= g->bsize) { *bad = v; return false; }                            \
-            T a_ = *(const T *)(const void *)(g->pa + (oa + k * g->sa[g->dim] + l * g->sa[g->L]) * sizeof(T)); \
-            T *b_ = (T *)(void *)(g->pb + (ob + v * g->sb[g->dim] + l * g->sb[g->L]) * sizeof(T)); \
-            *b_ = ADD(*b_, a_);                                                                \
-        }
-
+/* B[.., index, ..] = ADD(B, A) for one task */
+#define SCATTER(T, ADD) GEO_BLOCK(T, *B_AT = ADD(*B_AT, *A_AT))
 #define ADD_PLAIN(b, a) ((b) + (a))
 #define ADD_I32(b, a) ((int32_t)((uint32_t)(b) + (uint32_t)(a)))
 #define ADD_I64(b, a) ((int64_t)((uint64_t)(b) + (uint64_t)(a)))
@@ -495,18 +527,17 @@ EMO_INFER(emo_infer_scatter_add) {
 #define ADD_F16(b, a) emt_f32_to_f16(emt_f16_to_f32(b) + emt_f16_to_f32(a))
 #define ADD_BF16(b, a) emt_f32_to_bf16(emt_bf16_to_f32(b) + emt_bf16_to_f32(a))
 
-static bool scatter_row(const loop_geo *g, em_dtype dt, int64_t r, int64_t *bad) {
-    int64_t oa, oi, ob;
-    geo_row(g, r, &oa, &oi, &ob);
+static bool scatter_task(const loop_geo *g, em_dtype dt, int64_t t, int64_t *bad) {
+    geo_task w = geo_task_of(g, t);
     switch (dt) {
-    case EM_F32: SCATTER_BLOCK(float, ADD_PLAIN) break;
-    case EM_F64: SCATTER_BLOCK(double, ADD_PLAIN) break;
-    case EM_F16: SCATTER_BLOCK(uint16_t, ADD_F16) break;
-    case EM_BF16: SCATTER_BLOCK(uint16_t, ADD_BF16) break;
-    case EM_I32: SCATTER_BLOCK(int32_t, ADD_I32) break;
-    case EM_I64: SCATTER_BLOCK(int64_t, ADD_I64) break;
-    case EM_U8: SCATTER_BLOCK(uint8_t, ADD_U8) break;
-    case EM_BOOL: SCATTER_BLOCK(uint8_t, ADD_BOOL) break;
+    case EM_F32: SCATTER(float, ADD_PLAIN); break;
+    case EM_F64: SCATTER(double, ADD_PLAIN); break;
+    case EM_F16: SCATTER(uint16_t, ADD_F16); break;
+    case EM_BF16: SCATTER(uint16_t, ADD_BF16); break;
+    case EM_I32: SCATTER(int32_t, ADD_I32); break;
+    case EM_I64: SCATTER(int64_t, ADD_I64); break;
+    case EM_U8: SCATTER(uint8_t, ADD_U8); break;
+    case EM_BOOL: SCATTER(uint8_t, ADD_BOOL); break;
     }
     return true;
 }
@@ -515,15 +546,15 @@ EMO_KERNEL(emo_k_scatter_add) {
     EM_UNUSED(n_in);
     EM_UNUSED(n_out);
     emt_copy(out[0], in[0]);
-    loop_geo g;
-    geo_init(&g, in[2], in[1], out[0], (int)a->j[1]);
     int64_t total = emt_numel(in[1]), badv = 0;
-    int bad = 0;
-    int nth = total >= PAR_MIN && g.rows > 1 ? emb_num_threads() : 1;
+    int nth = total >= PAR_MIN ? emb_num_threads() : 1, bad = 0;
+    if (total == 0) return EM_OK;
+    loop_geo g;
+    geo_init(&g, in[2], in[1], out[0], (int)a->j[1], false, nth);
 #pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
-    for (int64_t r = 0; r < g.rows; r++) {
+    for (int64_t t = 0; t < g.tasks; t++) {
         int64_t v;
-        if (!scatter_row(&g, out[0]->dtype, r, &v)) {
+        if (!scatter_task(&g, out[0]->dtype, t, &v)) {
 #pragma omp critical(emo_scatter_bad)
             {
                 bad = 1;
@@ -541,12 +572,14 @@ EMO_BACKWARD(emo_bw_scatter_add) {
     if (!c->needs_grad[2]) return EM_OK;
     em_tensor_t *g = em_gather(gout[0], dim, c->in[1]);
     const emo_meta *ms = &c->in_meta[2], *mi = &c->in_meta[1];
-    int64_t pads[2 * EM_MAX_DIMS] = {0};
+    int64_t pads[2 * EM_MAX_DIMS] = {0}, ish[EM_MAX_DIMS];
     bool pad = false;
     for (int d = 0; d < ms->ndim; d++) {
-        pads[2 * (ms->ndim - 1 - d) + 1] = ms->shape[d] - mi->shape[d];
-        pad |= ms->shape[d] != mi->shape[d];
+        ish[d] = nonempty_size(mi, d);
+        pads[2 * (ms->ndim - 1 - d) + 1] = ms->shape[d] - ish[d];
+        pad |= ms->shape[d] != ish[d];
     }
+    if (g && mi->ndim != ms->ndim) g = em_reshape(g, ish, ms->ndim); /* a 0-dim index with 1-d src */
     if (g && pad) g = em_pad(g, pads, 2 * ms->ndim, 0.0);
     gin[2] = g;
     return g ? EM_OK : em_last_status();
@@ -572,6 +605,16 @@ EMO_INFER(emo_infer_index_select) {
     *n_out = 1;
     return EM_OK;
 }
+
+/* out (O, N) = x (O, X) at the N indices, for elements of type T */
+#define SELECT1(T)                                                                             \
+    do {                                                                                       \
+        const T *s_ = (const T *)(const void *)src;                                            \
+        T *d_ = (T *)(void *)dst;                                                              \
+        _Pragma("omp parallel for schedule(static) num_threads(nth) if (nth > 1)")             \
+        for (int64_t o = 0; o < O; o++)                                                        \
+            for (int64_t k = 0; k < n; k++) d_[o * n + k] = s_[o * X + iv[k]];                 \
+    } while (0)
 
 /* out (O, N, I) = x (O, X, I) rows picked by the N indices; x made contiguous first */
 EMO_KERNEL(emo_k_index_select) {
@@ -611,10 +654,19 @@ EMO_KERNEL(emo_k_index_select) {
     char *dst = emt_data(out[0]);
     int64_t tasks = O * n;
     int nth = tasks * I >= PAR_MIN && tasks > 1 ? emb_num_threads() : 1;
+    if (I == 1) { /* one element per row: typed loads instead of tiny memcpys */
+        switch (es) {
+        case 1: SELECT1(uint8_t); break;
+        case 2: SELECT1(uint16_t); break;
+        case 4: SELECT1(uint32_t); break;
+        default: SELECT1(uint64_t); break;
+        }
+    } else {
 #pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
-    for (int64_t t = 0; t < tasks; t++) {
-        int64_t o = t / n, k = t % n;
-        memcpy(dst + (size_t)t * row, src + (size_t)(o * X + iv[k]) * row, row);
+        for (int64_t t = 0; t < tasks; t++) {
+            int64_t o = t / n, k = t % n;
+            memcpy(dst + (size_t)t * row, src + (size_t)(o * X + iv[k]) * row, row);
+        }
     }
     em_release(xc);
     free(iv);
@@ -653,6 +705,7 @@ static em_status tri_kernel(em_tensor_t *x, em_tensor_t *o, int64_t k, bool uppe
     copy_same(o, x);
     int64_t H = o->shape[o->ndim - 2], W = o->shape[o->ndim - 1], rows = emt_numel(o) / (W > 0 ? W : 1);
     if (emt_numel(o) == 0) return EM_OK;
+    k = EM_MAX(-(H + 1), EM_MIN(k, W + 1)); /* same result, and i + k cannot overflow */
     size_t es = emt_esize(o->dtype);
     char *p = emt_data(o);
     int nth = emt_numel(o) >= PAR_MIN ? emb_num_threads() : 1;
@@ -869,7 +922,7 @@ EMO_BACKWARD(emo_bw_repeat) {
     const emo_meta *m = &c->in_meta[0];
     const int64_t *r = c->attrs->i;
     int n = c->attrs->ni;
-    int64_t s[EM_MAX_DIMS], sh[2 * EM_MAX_DIMS];
+    int64_t s[EM_MAX_DIMS] = {0}, sh[2 * EM_MAX_DIMS] = {0};
     int dims[EM_MAX_DIMS], k = 0, nd = 0;
     repeat_padded(m->shape, m->ndim, n, s);
     for (int d = 0; d < n; d++) {
@@ -898,7 +951,7 @@ EMO_DECOMP(emo_dc_repeat) {
     EM_UNUSED(n_out);
     em_tensor_t *x = in[0];
     int n = a->ni;
-    int64_t cur[EM_MAX_DIMS];
+    int64_t cur[EM_MAX_DIMS] = {0};
     repeat_padded(x->shape, x->ndim, n, cur);
     em_tensor_t *g = em_reshape(x, cur, n);
     bool copied = false;
@@ -982,9 +1035,6 @@ em_tensor_t *em_cat(em_tensor_t *const *ts, int n, int dim) {
     }
     for (int i = n - 1; i >= 0; i--)
         if (!(ts[i]->ndim == 1 && ts[i]->shape[0] == 0)) ref = i;
-    if (ts[ref]->ndim == 0)
-        return em_seterr_null(EM_ERR_SHAPE, "em_cat: ts[%d] is 0-dim and cannot be concatenated; em_unsqueeze it "
-                              "or use em_stack", ref);
     if (!emt_wrap_dim(&dim, ts[ref]->ndim, "em_cat")) return NULL;
     emo_attrs a = emo_attrs0();
     a.j[1] = dim;

@@ -113,8 +113,14 @@ static void copy_row(int64_t n, char **p, const int64_t *bs, void *vctx) {
         size_t es = emt_esize(dd);
         if (bs[0] == (int64_t)es && bs[1] == (int64_t)es) {
             memcpy(p[0], p[1], (size_t)n * es);
-        } else {
-            for (int64_t i = 0; i < n; i++) memcpy(p[0] + i * bs[0], p[1] + i * bs[1], es);
+            return;
+        }
+        /* strided: a fixed-size copy per element, so each compiles to one load and one store */
+        switch (es) {
+        case 1: for (int64_t i = 0; i < n; i++) memcpy(p[0] + i * bs[0], p[1] + i * bs[1], 1); break;
+        case 2: for (int64_t i = 0; i < n; i++) memcpy(p[0] + i * bs[0], p[1] + i * bs[1], 2); break;
+        case 4: for (int64_t i = 0; i < n; i++) memcpy(p[0] + i * bs[0], p[1] + i * bs[1], 4); break;
+        default: for (int64_t i = 0; i < n; i++) memcpy(p[0] + i * bs[0], p[1] + i * bs[1], 8); break;
         }
         return;
     }
