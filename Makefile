@@ -21,7 +21,7 @@ SANFLAGS =
 endif
 
 CFLAGS_ALL = -std=c11 $(OPT) -g -Wall -Wextra -Werror -Wno-unknown-pragmas -fopenmp -fPIC \
-             -D_GNU_SOURCE -Iinclude $(SANFLAGS) $(CFLAGS)
+             -fno-math-errno -D_GNU_SOURCE -Iinclude $(SANFLAGS) $(CFLAGS)
 ifeq ($(NATIVE),1)
 CFLAGS_ALL += -march=native
 endif

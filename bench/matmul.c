@@ -47,6 +47,12 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static void pause_s(double seconds)
+{
+    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
 static int parse_shape(const char *s, shape_t *out)
 {
     long long m, n, k;
@@ -150,7 +156,11 @@ static double bench_shape(const char *name, shape_t s, double *gf_emk_out)
                       malloc((size_t)(s.M * s.N + 1) * sizeof(float))};
     double ratio = 0;
     if (c.A && c.B && c.C_emk && c.C_ref) {
+        /* Pauses let the other library's idle threads (OpenMP spin-wait, OpenBLAS's
+           pthread pool spins for ~0.1 s after a call) go to sleep before timing starts. */
+        pause_s(0.25);
         double t_emk = median_time(run_ember, &c);
+        pause_s(0.05);
         double t_ref = median_time(run_openblas, &c);
         double flops = 2.0 * (double)s.M * (double)s.N * (double)s.K;
         double bytes = 4.0 * ((double)s.M * s.K + (double)s.K * s.N + (double)s.M * s.N);

@@ -10,8 +10,10 @@
  * (and rows where one operand is a broadcast scalar) take a loop over restrict pointers that gcc
  * vectorizes; other rows take a strided loop. When the output's dtype differs from the compute
  * dtype (f16, bf16, i32, u8, bool) the row writes a temporary that is cast into the output.
- * Float rows are written once for float and double through <tgmath.h>, so exp(x) is expf(x)
- * in f32 rows. Backward rules use public em_ ops only; the engine sums broadcast gradients.
+ * Float rows are written once for float and double through <tgmath.h>, so sqrt(x) is sqrtf(x)
+ * in f32 rows; f32 exp, log, tanh, sigmoid, silu, gelu and gelu_tanh use the branch-free
+ * versions below, which gcc vectorizes (libm's are scalar calls). Backward rules use public em_
+ * ops only; the engine sums broadcast gradients back to the inputs' shapes.
  */
 #include "kernels.h"
 
@@ -119,7 +121,7 @@ static em_status run_rows(em_tensor_t *out, em_dtype out_dt, em_tensor_t *const 
     } while (0)
 
 /* ---- f32 math that vectorizes ---------------------------------------------------------------------
- * glibc's expf/tanhf/erff are scalar calls (gcc only vectorizes them through libmvec under
+ * glibc's expf/logf/tanhf/erff are scalar calls (gcc only vectorizes them through libmvec under
  * -ffast-math), so f32 rows use these branch-free versions; f64 rows call libm. All are within
  * a few ulp and handle NaN, +-inf, overflow and underflow like libm. */
 static inline float f32_of_bits(uint32_t u) {
@@ -191,6 +193,38 @@ static inline float gelu_f32(float x) {
     return x < 0 ? 0.5f * x * e : x * (1.0f - 0.5f * e);
 }
 
+/* Cephes' logf: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log(m) by a polynomial in m - 1;
+   subnormal inputs are scaled up first */
+static inline float log_f32(float x) {
+    int sub = x < 1.17549435e-38f; /* also true for zero and negatives, handled at the end */
+    uint32_t u = bits_of_f32(sub ? x * 8388608.0f : x);
+    int32_t e = (int32_t)((u >> 23) & 0xff) - 126 - (sub ? 23 : 0);
+    float m = f32_of_bits((u & 0x007fffffu) | 0x3f000000u); /* [0.5, 1) */
+    int below = m < 0.707106781186547524f;
+    e = below ? e - 1 : e;
+    m = below ? m + m - 1.0f : m - 1.0f;
+    float z = m * m;
+    float p = 7.0376836292e-2f;
+    p = p * m - 1.1514610310e-1f;
+    p = p * m + 1.1676998740e-1f;
+    p = p * m - 1.2420140846e-1f;
+    p = p * m + 1.4249322787e-1f;
+    p = p * m - 1.6668057665e-1f;
+    p = p * m + 2.0000714765e-1f;
+    p = p * m - 2.4999993993e-1f;
+    p = p * m + 3.3333331174e-1f;
+    /* (float)e through the bits of 1.5 * 2^23 + e: gcc will not if-convert an int-to-float
+       conversion (it "could trap"), and the selects below need the loop if-converted */
+    float fe = f32_of_bits(0x4B400000u + (uint32_t)e) - 12582912.0f;
+    float y = m * z * p + fe * -2.12194440e-4f - 0.5f * z;
+    y = m + y + fe * 0.693359375f;
+    y = x == 0 ? -INFINITY : y; /* one select each, so the loop stays branch-free */
+    y = x < 0 ? NAN : y;
+    y = x == INFINITY ? x : y;
+    return x != x ? x : y;
+}
+
+static inline double log_f64(double x) { return log(x); }
 static inline double exp_f64(double x) { return exp(x); }
 static inline double tanh_f64(double x) { return tanh(x); }
 static inline double gelu_f64(double x) { return 0.5 * x * (1.0 + erf(x * M_SQRT1_2)); }
@@ -204,7 +238,7 @@ static inline double gelu_f64(double x) { return 0.5 * x * (1.0 + erf(x * M_SQRT
         case U_NEG: UN_LOOP(T, T, -x); break;                                                      \
         case U_ABS: UN_LOOP(T, T, fabs(x)); break;                                                 \
         case U_EXP: UN_LOOP(T, T, exp_##S(x)); break;                                              \
-        case U_LOG: UN_LOOP(T, T, log(x)); break;                                                  \
+        case U_LOG: UN_LOOP(T, T, log_##S(x)); break;                                              \
         case U_LOG1P: UN_LOOP(T, T, log1p(x)); break;                                              \
         case U_SQRT: UN_LOOP(T, T, sqrt(x)); break;                                                \
         case U_RSQRT: UN_LOOP(T, T, (T)1 / sqrt(x)); break;                                        \
@@ -215,7 +249,8 @@ static inline double gelu_f64(double x) { return 0.5 * x * (1.0 + erf(x * M_SQRT
         case U_RELU: UN_LOOP(T, T, x < 0 ? (T)0 : x); break; /* NaN stays NaN */                   \
         case U_GELU: UN_LOOP(T, T, gelu_##S(x)); break;                                            \
         case U_GELU_TANH:                                                                          \
-            UN_LOOP(T, T, (T)0.5 * x * ((T)1 + tanh_##S((T)GELU_K * (x + (T)GELU_C * x * x * x)))); \
+            /* 0.5 x (1 + tanh(u)) = x / (1 + e^-2u), which does not cancel for x << 0 */         \
+            UN_LOOP(T, T, x / ((T)1 + exp_##S((T)(-2 * GELU_K) * (x + (T)GELU_C * x * x * x))));  \
             break;                                                                                 \
         case U_SILU: UN_LOOP(T, T, x / ((T)1 + exp_##S(-x))); break;                               \
         case U_SIGN: UN_LOOP(T, T, (T)((x > 0) - (x < 0))); break; /* NaN gives 0 */               \

@@ -3,16 +3,20 @@
  *
  * Every kernel first brings its input to one canonical layout: a contiguous (M, R, N) block in
  * the compute dtype (f64 stays f64, other floats compute in f32, integers and bool in i64), where
- * R is the reduced extent and the result is (M, N). When the reduced dims form one run of
- * adjacent dims (after dropping size-1 dims) this is the input itself (or a plain contiguous
- * copy); otherwise the reduced dims are permuted to the end in one copy, giving (M, R, 1).
- * Two loop shapes then cover everything: rows (N == 1: reduce R contiguous values with 16
- * independent double accumulators that gcc vectorizes) and columns (N > 1: walk R rows of N and
- * update N accumulators with a contiguous inner loop - the bias-gradient case). Work is split
- * over OpenMP threads by (m, column chunk); when that gives too few tasks (a full reduction, a
- * tall narrow column sum) R itself is cut into pieces whose partial results are combined in a
- * fixed order. Floats accumulate in double, integers in wrapping 64-bit arithmetic. Results land
- * in an f64 (or i64) tensor of the output's shape and are cast into the output once.
+ * R is the reduced extent and the result is (M, N). An input that is a permutation of a
+ * contiguous block (a transposed view) is read in place in memory order; its results go back
+ * through a permuted view of the output. When the reduced dims form one run of adjacent dims
+ * (size-1 dims aside) the block is the input itself, or one contiguous copy; otherwise one copy
+ * moves the reduced dims last, giving (M, R, 1).
+ * Two loop shapes then cover everything: rows (N == 1: `omp simd` reductions over R contiguous
+ * values - sums in double by blocks, max/min in the input type with NaN noted on the side, the
+ * f32 exp of logsumexp as a vectorizable polynomial) and columns (N > 1: walk R rows of N and
+ * update up to COLS accumulators with a contiguous inner loop - the bias-gradient case). Work is
+ * split over OpenMP threads by (m, column chunk); when that gives too few tasks (a full
+ * reduction, a tall narrow column sum) R itself is cut into pieces whose partial results are
+ * combined in a fixed order. Floats accumulate in double, integers in wrapping 64-bit
+ * arithmetic; results land in the output directly when it has the accumulator dtype, else in an
+ * f64 (or i64) tensor cast into it once.
  * Backward rules and decompositions use public em_ ops only.
  */
 #include "kernels.h"
@@ -21,7 +25,7 @@
 
 #define PAR_WORK 32768 /* elements below which threads cost more than they save */
 #define BLOCK 4096     /* row sums add blocks of this many values, then the block sums */
-#define COLS 256       /* columns per task in column reductions */
+#define COLS 1024      /* columns per task in column reductions (8 KB of accumulators) */
 #define PIECE_MIN 4096 /* smallest slice of R worth a thread of its own */
 
 typedef enum { RK_SUM, RK_PROD, RK_MAX, RK_MIN, RK_SQDEV, RK_SUMEXP } rkind;
@@ -194,6 +198,48 @@ static inline double combine_d(rkind k, double a, double b) {
     }
 }
 
+/* exp(x) for x <= 0 in f32 (x - max in logsumexp), written so that simd loops vectorize it:
+   2^k * p(r) with Cephes' polynomial, about 1e-7 relative error. NaN, -inf and x < -87.3 give
+   ~1e-38, which only ever meets sums that also hold exp(0) = 1 (NaN rows are fixed up from
+   the max afterwards). */
+static inline float exp_nonpos(float x) {
+    x = x >= -87.3f ? x : -87.3f;
+    x = x <= 0.0f ? x : 0.0f;
+    float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest integer */
+    float r = x - k * 0.693359375f + k * 2.12194440e-4f;    /* x - k ln2 in two parts */
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * r * r + r + 1.0f;
+    union { int32_t i; float f; } two_k = {.i = ((int32_t)k + 127) << 23};
+    return y * two_k.f;
+}
+
+/* sum of exp(x[i] - p): f32 in blocks of 1024 summed in float lanes, then in double */
+static double row_sumexp_f32(const float *restrict x, int64_t n, double p) {
+    float pf = (float)p;
+    double total = 0;
+    for (int64_t b = 0; b < n; b += 1024) {
+        int64_t e = EM_MIN(n, b + 1024);
+        float s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = b; i < e; i++) s += exp_nonpos(x[i] - pf);
+        total += s;
+    }
+    return total;
+}
+
+static double row_sumexp_f64(const double *restrict x, int64_t n, double p) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += exp(x[i] - p);
+    return s;
+}
+
+static inline double exp_f32(double x) { return exp_nonpos((float)x); }
+
 #define COL_LOOP(T, EXPR)                                                                        \
     do {                                                                                         \
         for (int64_t r = 0; r < R; r++) {                                                        \
@@ -209,7 +255,7 @@ static inline double combine_d(rkind k, double a, double b) {
    about (BLOCK/lanes + n/BLOCK) ulps); row_ext: max or min in T with NaN noted on the side;
    row: reduce x[0..n) (p: the row's mean for SQDEV, its max for SUMEXP);
    col: acc[j] = reduce over r < R of x[r * N + j] for j < nj (p: per-column parameters) */
-#define DEF_FLOAT_LOOPS(SUF, T)                                                                  \
+#define DEF_FLOAT_LOOPS(SUF, T, EXP)                                                             \
     static double row_sum_##SUF(const T *restrict x, int64_t n, bool sq, double p) {             \
         double total = 0;                                                                        \
         for (int64_t b = 0; b < n; b += BLOCK) {                                                 \
@@ -255,9 +301,7 @@ static inline double combine_d(rkind k, double a, double b) {
             _Pragma("omp simd reduction(* : s)")                                                 \
             for (int64_t i = 0; i < n; i++) s *= (double)x[i];                                   \
             break;                                                                               \
-        case RK_SUMEXP:                                                                          \
-            for (int64_t i = 0; i < n; i++) s += exp((double)x[i] - p);                          \
-            break;                                                                               \
+        case RK_SUMEXP: return row_sumexp_##SUF(x, n, p);                                        \
         }                                                                                        \
         return s;                                                                                \
     }                                                                                            \
@@ -270,12 +314,12 @@ static inline double combine_d(rkind k, double a, double b) {
         case RK_MAX: COL_LOOP(T, (v > a || v != v) ? v : a); break;                              \
         case RK_MIN: COL_LOOP(T, (v < a || v != v) ? v : a); break;                              \
         case RK_SQDEV: COL_LOOP(T, a + (v - p[j]) * (v - p[j])); break;                          \
-        case RK_SUMEXP: COL_LOOP(T, a + exp(v - p[j])); break;                                   \
+        case RK_SUMEXP: COL_LOOP(T, a + EXP(v - p[j])); break;                                   \
         }                                                                                        \
     }
 
-DEF_FLOAT_LOOPS(f32, float)
-DEF_FLOAT_LOOPS(f64, double)
+DEF_FLOAT_LOOPS(f32, float, exp_f32)
+DEF_FLOAT_LOOPS(f64, double, exp)
 
 /* ---- integer loops: i64 in, wrapping i64 accumulators (only SUM, PROD, MAX, MIN) ------------- */
 static int64_t identity_i(rkind k) {
@@ -311,8 +355,12 @@ static void col_i64(rkind k, const int64_t *restrict x, int64_t R, int64_t N, in
     for (int64_t r = 0; r < R; r++) {
         const int64_t *restrict row = x + r * N;
         switch (k) {
-        case RK_SUM: for (int64_t j = 0; j < nj; j++) acc[j] = (int64_t)((uint64_t)acc[j] + (uint64_t)row[j]); break;
-        case RK_PROD: for (int64_t j = 0; j < nj; j++) acc[j] = (int64_t)((uint64_t)acc[j] * (uint64_t)row[j]); break;
+        case RK_SUM:
+            for (int64_t j = 0; j < nj; j++) acc[j] = (int64_t)((uint64_t)acc[j] + (uint64_t)row[j]);
+            break;
+        case RK_PROD:
+            for (int64_t j = 0; j < nj; j++) acc[j] = (int64_t)((uint64_t)acc[j] * (uint64_t)row[j]);
+            break;
         case RK_MAX: for (int64_t j = 0; j < nj; j++) acc[j] = row[j] > acc[j] ? row[j] : acc[j]; break;
         case RK_MIN: for (int64_t j = 0; j < nj; j++) acc[j] = row[j] < acc[j] ? row[j] : acc[j]; break;
         default: EM_ASSERT(!"integer reduction kind");
@@ -402,7 +450,8 @@ static em_status simple_reduce(rkind k, em_tensor_t *x, const bool *mask, bool k
 /* checks the dims, writes the reduced shape (keepdim j[0]) with in's dtype */
 static em_status reduce_shape(const emo_attrs *a, const emo_meta *in, bool mask[EM_MAX_DIMS], emo_meta *out) {
     if (a->ni > EM_MAX_DIMS)
-        return emo_err(EM_ERR_ARG, NULL, in, 1, "%d reduction dims given; a tensor has at most %d", a->ni, EM_MAX_DIMS);
+        return emo_err(EM_ERR_ARG, NULL, in, 1, "%d reduction dims given; a tensor has at most %d", a->ni,
+                       EM_MAX_DIMS);
     if (!emo_reduce_mask(NULL, a->i, a->ni, in->ndim, mask)) return em_last_status();
     int k = 0;
     for (int d = 0; d < in->ndim; d++) {

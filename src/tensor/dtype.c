@@ -59,14 +59,6 @@ uint16_t emt_f32_to_f16(float f) {
     return (uint16_t)half;
 }
 
-uint16_t emt_f32_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-    u += 0x7fff + ((u >> 16) & 1);
-    return (uint16_t)(u >> 16);
-}
-
 double emt_load(const void *p, em_dtype dt) {
     switch (dt) {
     case EM_F32: { float v; memcpy(&v, p, 4); return v; }

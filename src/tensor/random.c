@@ -45,12 +45,6 @@ void emt_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4
     out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
 }
 
-void emt_philox(uint64_t seed, uint64_t ctr, uint32_t out[4]) {
-    const uint32_t c[4] = {(uint32_t)ctr, (uint32_t)(ctr >> 32), 0, 0};
-    const uint32_t k[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
-    emt_philox4x32(c, k, out);
-}
-
 double emt_normal_at(uint64_t seed, uint64_t ctr) {
     uint32_t r[4];
     emt_philox(seed, ctr, r);

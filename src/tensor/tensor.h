@@ -55,7 +55,13 @@ static inline float emt_bf16_to_f32(uint16_t b) {
     memcpy(&f, &u, 4);
     return f;
 }
-uint16_t emt_f32_to_bf16(float f); /* round to nearest even, NaN kept */
+static inline uint16_t emt_f32_to_bf16(float f) { /* round to nearest even, NaN kept quiet */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
 double   emt_load(const void *p, em_dtype dt);          /* one element as double */
 void     emt_store(void *p, em_dtype dt, double v);     /* one element from double (saturates ints) */
 int64_t  emt_load_i64(const void *p, em_dtype dt);      /* exact for integer dtypes */
@@ -120,8 +126,22 @@ void emt_scope_add(em_tensor_t *t); /* internal: what emt_own does */
 /* ---- random --------------------------------------------------------------------------------- */
 /* Philox 4x32-10 on a full 128-bit counter and 64-bit key (Random123's philox4x32_10) */
 void emt_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
-/* the words Ember uses: counter (ctr, 0) under key seed */
-void emt_philox(uint64_t seed, uint64_t ctr, uint32_t out[4]);
+/* the words Ember uses: counter (ctr, 0) under key seed; inline so per-element loops vectorize */
+static inline void emt_philox(uint64_t seed, uint64_t ctr, uint32_t out[4]) {
+    uint32_t c0 = (uint32_t)ctr, c1 = (uint32_t)(ctr >> 32), c2 = 0, c3 = 0;
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int r = 0; r < 10; r++) {
+        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+        c1 = (uint32_t)p1;
+        c3 = (uint32_t)p0;
+        c0 = n0;
+        c2 = n2;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
 /* element i of a random op started at (seed, offset) uses counter offset + i */
 static inline float emt_uniform_at(uint64_t seed, uint64_t ctr) {
     uint32_t r[4];

@@ -192,6 +192,9 @@ const th_case th_cases_reduce[] = {
     {"sum", "big columns", X2(64, 1000), D(), TH_F32 | TH_F64 | TH_I32, 1, {0, 0, 0}, 3},
     {"sum", "big all", X2(64, 1000), D(), TH_F32 | TH_F64 | TH_I64, 0, {0, 0}, 2},
     {"sum", "tall narrow", X2(40000, 3), D(), TH_F32, 0, {0, 0, 0}, 3},
+    {"sum", "wide columns, several chunks", X3(3, 8, 2100), D(), TH_F32 | TH_I32, 0, {0, 0, 1}, 3},
+    {"sum", "noncontig 3d keepdim middle", X3(3, 4, 5, .noncontig = 1), D(), TH_F64, 1, {1, 0, 1}, 3},
+    {"sum", "noncontig 3d keepdim outer", X3(3, 4, 5, .noncontig = 1), D(), TH_F64, 0, {1, 0, 0, 1}, 4},
     /* mean */
     {"mean", "dim 1", X2(3, 4), D(), TH_FLOATS, 1, {0, 0, 1}, 3},
     {"mean", "dims 0,2 keepdim", X3(2, 3, 4), D(), TH_FLOATS, 1, {1, 0, 0, 2}, 4},
@@ -200,6 +203,7 @@ const th_case th_cases_reduce[] = {
     {"mean", "size0 gives nan", X2(0, 4), D(), TH_FLOATS, 0, {0, 0, 0}, 3},
     {"mean", "0-dim", X0(), D(), 0, 1, {0, 0}, 2},
     {"mean", "big", X2(64, 1000), D(), TH_F32 | TH_BF16, 1, {0, 0, 1}, 3},
+    {"mean", "noncontig 3d keepdim", X3(3, 4, 5, .noncontig = 1), D(), TH_F64, 1, {1, 0, 0, 2}, 4},
     /* prod */
     {"prod", "dim 1", X2(3, 4, TH_POS), D(), TH_FLOATS, 1, {0, 0, 1}, 3},
     {"prod", "ints", X2(3, 4, TH_SMALLINT), D(), TH_INTS | TH_BOOLS, 0, {0, 0, 1}, 3},
@@ -222,6 +226,8 @@ const th_case th_cases_reduce[] = {
     {"amin", "dims 0,2 keepdim", X3(2, 3, 4, TH_DISTINCT), D(), 0, 1, {1, 0, 0, 2}, 4},
     {"amin", "noncontig", X2(5, 6, TH_DISTINCT, .noncontig = 1), D(), 0, 1, {0, 0, 1}, 3},
     {"amin", "size0 kept", X2(0, 3), D(), 0, 0, {0, 0, 1}, 3},
+    {"amax", "wide columns", X3(2, 5, 2100, TH_DISTINCT), D(), TH_F32 | TH_I64, 0, {0, 0, 1}, 3},
+    {"amin", "noncontig 3d keepdim", X3(3, 4, 5, TH_DISTINCT, .noncontig = 1), D(), TH_F64, 1, {1, 0, 1, 2}, 4},
     /* logsumexp */
     {"logsumexp", "dim 1", X2(3, 4), D(), TH_FLOATS, 1, {0, 0, 1}, 3},
     {"logsumexp", "ints give f32", X2(3, 4, TH_SMALLINT), D(), TH_INTS | TH_BOOLS, 0, {0, 0, 1}, 3},
@@ -230,6 +236,9 @@ const th_case th_cases_reduce[] = {
     {"logsumexp", "columns noncontig", X2(5, 6, .noncontig = 1), D(), 0, 1, {0, 0, 0}, 3},
     {"logsumexp", "distinct", X2(3, 4, TH_DISTINCT), D(), 0, 1, {0, 0, 1}, 3},
     {"logsumexp", "0-dim", X0(), D(), 0, 1, {0, 0}, 2},
+    {"logsumexp", "wide columns", X3(2, 5, 2100), D(), TH_F32 | TH_F64, 0, {0, 0, 1}, 3},
+    {"logsumexp", "noncontig 3d keepdim", X3(3, 4, 5, .noncontig = 1), D(), TH_F64, 1, {1, 0, 0}, 3},
+    {"logsumexp", "big rows", X2(64, 1000), D(), TH_F32 | TH_F16, 0, {0, 0, 1}, 3},
     /* var, std */
     {"var", "dim 1", X2(3, 5), D(), TH_FLOATS, 1, {0, 1, 1}, 3},
     {"var", "correction 0 all", X3(2, 3, 4), D(), TH_FLOATS, 1, {0, 0}, 2},
@@ -241,6 +250,8 @@ const th_case th_cases_reduce[] = {
     {"std", "correction 0 all", X3(2, 3, 4), D(), TH_FLOATS, 1, {0, 0}, 2},
     {"std", "dims 0,2 keepdim", X3(2, 3, 4), D(), 0, 1, {1, 1, 0, 2}, 4},
     {"std", "columns noncontig", X2(6, 5, .noncontig = 1), D(), 0, 1, {0, 1, -2}, 3},
+    {"var", "wide columns", X3(2, 5, 2100), D(), TH_F32, 0, {0, 1, 1}, 3},
+    {"std", "noncontig 3d keepdim", X3(3, 4, 5, .noncontig = 1), D(), TH_F64, 1, {1, 1, 0, 2}, 4},
     /* max, min along a dim (values and indices) */
     {"max_dim", "dim 1", X2(3, 4, TH_DISTINCT), K(), TH_FLOATS, 1, {0, 1}, 2},
     {"max_dim", "dim 0 keepdim", X3(3, 4, 2, TH_DISTINCT), K(), 0, 1, {1, 0}, 2},
@@ -253,6 +264,8 @@ const th_case th_cases_reduce[] = {
     {"min_dim", "dim 0 keepdim", X3(3, 4, 2, TH_DISTINCT), K(), 0, 1, {1, 0}, 2},
     {"min_dim", "ties take the first", X2(4, 6, TH_SMALLINT), K(), NUM_DT, 0, {0, 0}, 2},
     {"min_dim", "noncontig", X2(5, 4, TH_DISTINCT, .noncontig = 1), K(), 0, 1, {1, -1}, 2},
+    {"max_dim", "wide columns", X3(2, 5, 2100, TH_DISTINCT), K(), TH_F32 | TH_I32, 0, {0, 1}, 2},
+    {"min_dim", "noncontig 3d keepdim", X3(3, 4, 5, TH_DISTINCT, .noncontig = 1), K(), TH_F64, 1, {1, 0}, 2},
     /* argmax, argmin */
     {"argmax", "dim 1", X2(3, 4, TH_DISTINCT), K(), ALL_DT, 0, {0, 1}, 2},
     {"argmax", "ties take the first", X3(3, 4, 5, TH_SMALLINT), K(), NUM_DT, 0, {1, 1}, 2},
@@ -262,6 +275,8 @@ const th_case th_cases_reduce[] = {
     {"argmin", "dim 0", X2(3, 4, TH_DISTINCT), K(), ALL_DT, 0, {0, 0}, 2},
     {"argmin", "ties take the first", X3(3, 4, 5, TH_SMALLINT), K(), NUM_DT, 0, {0, -1}, 2},
     {"argmin", "noncontig keepdim", X2(5, 6, TH_DISTINCT, .noncontig = 1), K(), 0, 0, {1, 1}, 2},
+    {"argmax", "big rows", X2(64, 1000, TH_DISTINCT), K(), TH_F32 | TH_I64, 0, {0, 1}, 2},
+    {"argmin", "noncontig 3d", X3(3, 4, 5, TH_DISTINCT, .noncontig = 1), K(), TH_F64, 0, {0, 1}, 2},
     /* cumsum */
     {"cumsum", "dim 1", X2(3, 5), K(), TH_FLOATS, 1, {0, 1}, 2},
     {"cumsum", "dim 0", X3(4, 3, 2), K(), TH_FLOATS, 1, {0, 0}, 2},
@@ -271,5 +286,7 @@ const th_case th_cases_reduce[] = {
     {"cumsum", "size0", X2(0, 3), K(), 0, 0, {0, 0}, 2},
     {"cumsum", "0-dim", X0(), K(), 0, 1, {0, 0}, 2},
     {"cumsum", "big", X2(64, 1000), K(), TH_F32 | TH_I64, 0, {0, 1}, 2},
+    {"cumsum", "wide columns", X3(2, 5, 2100), K(), TH_F32 | TH_I32, 0, {0, 1}, 2},
+    {"cumsum", "noncontig 3d last dim", X3(3, 4, 5, .noncontig = 1), K(), TH_F64, 1, {0, -1}, 2},
     {0},
 };
