@@ -28,7 +28,7 @@ endif
 LDLIBS_ALL = -fopenmp -lm -ldl -lpthread $(SANFLAGS) $(LDLIBS)
 
 SRC := $(sort $(wildcard src/*/*.c src/*/*/*.c))
-OBJ := $(SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/stubs.o
+OBJ := $(SRC:%.c=$(BUILD)/%.o)
 HDR := include/ember.h $(wildcard src/*/*.h) src/ops/ops.def
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -40,14 +40,6 @@ all: $(BUILD)/libember.a $(BUILD)/libember.so $(BUILD)/ember
 $(BUILD)/%.o: %.c $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
-
-# development aid: stubs for op functions named in ops.def that no file defines yet
-$(BUILD)/gen/stubs.c: src/ops/kernels.h include/ember.h $(SRC) scripts/gen_stubs.py
-	@mkdir -p $(dir $@)
-	@python3 scripts/gen_stubs.py > $@
-
-$(BUILD)/gen/stubs.o: $(BUILD)/gen/stubs.c $(HDR)
-	$(CC) $(CFLAGS_ALL) -Isrc/ops -c $< -o $@
 
 $(BUILD)/libember.a: $(OBJ)
 	@rm -f $@
@@ -65,7 +57,7 @@ $(BUILD)/tests/test_gemm: tests/test_gemm.c $(BUILD)/libember.a
 
 $(BUILD)/tests/%: tests/%.c $(TEST_LIB_OBJ) $(BUILD)/libember.a tests/lib/harness.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Wno-missing-field-initializers -Isrc -Itests/lib $< $(TEST_LIB_OBJ) $(BUILD)/libember.a -o $@ $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-field-initializers -DEMBER_SRC_DIR='"$(CURDIR)"' -Isrc -Itests/lib $< $(TEST_LIB_OBJ) $(BUILD)/libember.a -o $@ $(LDLIBS_ALL)
 
 $(BUILD)/tests/%.o: tests/%.c $(HDR) tests/lib/harness.h
 	@mkdir -p $(dir $@)

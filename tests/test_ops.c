@@ -178,6 +178,21 @@ int main(int argc, char **argv) {
         bool differentiable = !(d->flags & (EMO_NODIFF | EMO_CREATE));
         if (differentiable) TH_CHECK(has_grad[op], "op '%s' is differentiable but has no gradient case", d->name);
     }
+    /* docs/ops.md is kept in step with the table (its table is `ember ops --markdown`) */
+    FILE *doc = fopen(EMBER_SRC_DIR "/docs/ops.md", "r");
+    TH_CHECK(doc != NULL, "docs/ops.md is readable");
+    if (doc) {
+        static char text[1 << 20];
+        size_t n = fread(text, 1, sizeof text - 1, doc);
+        text[n] = 0;
+        fclose(doc);
+        for (int op = 0; op < EMO_NUM_OPS; op++) {
+            char row[96];
+            snprintf(row, sizeof row, "| `%s` |", emo_table[op].name);
+            TH_CHECK(strstr(text, row) != NULL, "docs/ops.md has no row for op '%s' (regenerate its table with "
+                     "`build/ember ops --markdown`)", emo_table[op].name);
+        }
+    }
     TH_CHECK(em_live_tensors() == live0, "tensors leaked: %lld live after the run, %lld before",
              (long long)em_live_tensors(), (long long)live0);
     return th_summary();

@@ -3,6 +3,7 @@
  * Subcommands grow with the project (train, generate, explain ...). For now:
  *   ember version      the library version
  *   ember ops          the op table: name, arity and flags of every op
+ *   ember ops --markdown   the same as the Markdown table at the top of docs/ops.md
  */
 #include <ember.h>
 
@@ -14,12 +15,52 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: ember <command>\n"
                "  version   print the library version\n"
-               "  ops       list the op table\n");
+               "  ops       list the op table (--markdown: as in docs/ops.md)\n");
 }
 
-static int cmd_ops(void) {
-    static const char *flag_names[] = {"prim", "pointwise", "reduction", "view", "extern", "random",
-                                       "nodiff", "save_in", "save_out", "create"};
+static const char *flag_names[] = {"prim", "pointwise", "reduction", "view", "extern", "random",
+                                   "nodiff", "save_in", "save_out", "create"};
+
+/* the public functions that reach a row, where they are not simply em_<row> */
+static const char *public_names(const char *op) {
+    static const char *map[][2] = {
+        {"reshape", "em_reshape, em_view, em_flatten, em_squeeze, em_unsqueeze"},
+        {"permute", "em_permute, em_transpose"},
+        {"slice", "em_slice, em_select"},
+        {"copy", "em_clone, em_contiguous"},
+        {"full", "em_full, em_zeros, em_ones, em_scalar, em_*_like"},
+        {"max_dim", "em_max"},
+        {"min_dim", "em_min"},
+        {"cross_entropy", "em_cross_entropy, em_cross_entropy_ex"},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+        if (!strcmp(map[i][0], op)) return map[i][1];
+    return NULL;
+}
+
+static int cmd_ops_markdown(void) {
+    printf("| row | public function | in | out | kernel | backward | decomposition | flags |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for (int i = 0; i < EMO_NUM_OPS; i++) {
+        const emo_def *d = &emo_table[i];
+        const char *pub = public_names(d->name);
+        printf("| `%s` | ", d->name);
+        if (pub) printf("%s", pub); else printf("em_%s", d->name);
+        char nin[16], nout[16];
+        snprintf(nin, sizeof nin, d->n_in < 0 ? "n" : "%d", d->n_in);
+        snprintf(nout, sizeof nout, d->n_out < 0 ? "n" : "%d", d->n_out);
+        printf(" | %s | %s | %s | %s | %s |", nin, nout, d->kernel ? "yes" : "-",
+               d->backward ? "yes" : (d->flags & (EMO_NODIFF | EMO_CREATE)) ? "none" : "via decomposition",
+               d->decomp ? "yes" : "-");
+        for (int b = 0; b < (int)(sizeof flag_names / sizeof *flag_names); b++)
+            if (d->flags & (1u << b)) printf(" %s", flag_names[b]);
+        printf(" |\n");
+    }
+    return 0;
+}
+
+static int cmd_ops(int argc, char **argv) {
+    if (argc > 2 && !strcmp(argv[2], "--markdown")) return cmd_ops_markdown();
     printf("%-16s %4s %4s  %-8s %-8s %-8s  flags\n", "op", "in", "out", "kernel", "backward", "decomp");
     for (int i = 0; i < EMO_NUM_OPS; i++) {
         const emo_def *d = &emo_table[i];
@@ -42,7 +83,7 @@ int main(int argc, char **argv) {
         printf("ember %s\n", em_version());
         return 0;
     }
-    if (!strcmp(argv[1], "ops")) return cmd_ops();
+    if (!strcmp(argv[1], "ops")) return cmd_ops(argc, argv);
     if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {
         usage(stdout);
         return 0;

@@ -9,7 +9,7 @@
  * over the dims other than `dim` and the last, an inner (k along dim, l along the last dim)
  * block, so scatter_add can run rows in parallel without two threads writing one element.
  * Backward rules and decompositions use public ops only (slice, cat, pad, gather, scatter_add,
- * where), so they also trace for the compiler. Semantics follow PyTorch; see docs/ops-shape.md.
+ * where), so they also trace for the compiler. Semantics follow PyTorch; see docs/ops.md.
  */
 #include "kernels.h"
 
