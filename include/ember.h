@@ -268,6 +268,14 @@ bool         em_is_grad_enabled(void);
 em_status    em_assign(em_tensor_t *dst, em_tensor_t *src);
 em_status    em_fill(em_tensor_t *dst, double value);
 
+/* ---- io: state dicts, checkpoint formats, tokenizers (src/io/) --------------------------- */
+/* (io section: begin) */
+/* (io section: end) */
+
+/* ---- nn and optim: modules, GPT-2 and Llama models, optimizers (src/nn/, src/optim/) ------ */
+/* (nn section: begin) */
+/* (nn section: end) */
+
 /* ---- runtime ------------------------------------------------------------------------------ */
 void em_set_num_threads(int n);   /* default: $EMBER_NUM_THREADS, else all cores */
 int  em_get_num_threads(void);
