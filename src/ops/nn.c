@@ -4,7 +4,7 @@
  * Kernels are row-wise: the input is made contiguous in its compute dtype (f32 for f16, bf16
  * and f32; f64 for f64), seen as (outer, n, inner) around the reduced dim, and rows are shared
  * out over OpenMP threads. Each row is a few simple passes (max, sum of exp, scale) that gcc
- * vectorizes; the f32 exp is a branch-free polynomial (nn_expf) because glibc's expf is not
+ * vectorizes; the f32 exp is a branch-free polynomial (exp_f32) because glibc's expf is not
  * vectorized without -ffast-math. Half-precision outputs are written through an f32 scratch
  * tensor and rounded once. The row bodies are macros instantiated for float and double.
  *
@@ -14,6 +14,7 @@
  * Philox(seed, offset + i), so the three agree bit for bit.
  */
 #include "kernels.h"
+#include "vecmath.h"
 
 #include <math.h>
 
@@ -22,34 +23,6 @@
 #define DROP_BLOCK 4096 /* elements per dropout task (one Philox call each) */
 
 /* ---- helpers --------------------------------------------------------------------------------- */
-/* exp for f32 rows: Cody-Waite reduction x = n ln2 + r and Cephes' degree-6 polynomial (about
-   1 ulp on the reduced range), branch-free so loops using it vectorize (glibc's expf does not
-   without -ffast-math). 2^n is applied as two normal factors so results up to FLT_MAX are exact
-   and no step makes a subnormal (slow on x86): below -87.3 (exp < FLT_MIN) the result is 0,
-   exp(-inf) = 0, overflow gives inf and NaN stays NaN. */
-static inline float nn_expf(float x) {
-    float xc = x > -87.3f ? x : -87.3f; /* NaN too: keeps the int conversion below defined */
-    xc = xc < 89.0f ? xc : 89.0f;
-    float fn = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = xc - fn * 0.693359375f;
-    r = r - fn * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float e = p * (r * r) + r + 1.0f;
-    int32_t n = (int32_t)fn, n1 = n / 2, n2 = n - n1; /* n in -126..128 */
-    uint32_t b1 = (uint32_t)(n1 + 127) << 23, b2 = (uint32_t)(n2 + 127) << 23;
-    float s1, s2;
-    memcpy(&s1, &b1, sizeof s1);
-    memcpy(&s2, &b2, sizeof s2);
-    e = e * s1 * s2;
-    e = x < -87.3f ? 0.0f : e;
-    return x == x ? e : x;
-}
-
 /* the input as a contiguous tensor in its compute dtype (new reference) */
 static em_tensor_t *as_compute(em_tensor_t *t) { return emt_as_contiguous(t, emt_compute_float(t->dtype)); }
 
@@ -164,8 +137,8 @@ EMO_INFER(emo_infer_softmax) {
 
 static void softmax_f32(const float *x, float *y, int64_t outer, int64_t n, int64_t inner, bool want_log) {
     int64_t rows = outer;
-    if (inner == 1) SOFTMAX_ROWS(float, nn_expf, logf);
-    else SOFTMAX_COLS(float, nn_expf, logf);
+    if (inner == 1) SOFTMAX_ROWS(float, exp_f32, logf);
+    else SOFTMAX_COLS(float, exp_f32, logf);
 }
 
 static void softmax_f64(const double *x, double *y, int64_t outer, int64_t n, int64_t inner, bool want_log) {
@@ -474,7 +447,7 @@ EMO_INFER(emo_infer_cross_entropy) {
     } while (0)
 
 static void ce_f32(const float *x, const int64_t *t, double *loss, int64_t N, int64_t C, int64_t ignore) {
-    CE_ROWS(float, nn_expf, logf);
+    CE_ROWS(float, exp_f32, logf);
 }
 
 static void ce_f64(const double *x, const int64_t *t, double *loss, int64_t N, int64_t C, int64_t ignore) {

@@ -20,6 +20,7 @@
  * Backward rules and decompositions use public em_ ops only.
  */
 #include "kernels.h"
+#include "vecmath.h"
 
 #include <math.h>
 
@@ -198,25 +199,6 @@ static inline double combine_d(rkind k, double a, double b) {
     }
 }
 
-/* exp(x) for x <= 0 in f32 (x - max in logsumexp), written so that simd loops vectorize it:
-   2^k * p(r) with Cephes' polynomial, about 1e-7 relative error. NaN, -inf and x < -87.3 give
-   ~1e-38, which only ever meets sums that also hold exp(0) = 1 (NaN rows are fixed up from
-   the max afterwards). */
-static inline float exp_nonpos(float x) {
-    x = x >= -87.3f ? x : -87.3f;
-    x = x <= 0.0f ? x : 0.0f;
-    float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest integer */
-    float r = x - k * 0.693359375f + k * 2.12194440e-4f;    /* x - k ln2 in two parts */
-    float y = 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * r * r + r + 1.0f;
-    union { int32_t i; float f; } two_k = {.i = ((int32_t)k + 127) << 23};
-    return y * two_k.f;
-}
 
 /* sum of exp(x[i] - p): f32 in blocks of 1024 summed in float lanes, then in double */
 static double row_sumexp_f32(const float *restrict x, int64_t n, double p) {
@@ -226,7 +208,7 @@ static double row_sumexp_f32(const float *restrict x, int64_t n, double p) {
         int64_t e = EM_MIN(n, b + 1024);
         float s = 0;
 #pragma omp simd reduction(+ : s)
-        for (int64_t i = b; i < e; i++) s += exp_nonpos(x[i] - pf);
+        for (int64_t i = b; i < e; i++) s += exp_f32(x[i] - pf);
         total += s;
     }
     return total;
@@ -238,7 +220,7 @@ static double row_sumexp_f64(const double *restrict x, int64_t n, double p) {
     return s;
 }
 
-static inline double exp_f32(double x) { return exp_nonpos((float)x); }
+static inline double exp_f32_d(double x) { return exp_f32((float)x); }
 
 #define COL_LOOP(T, EXPR)                                                                        \
     do {                                                                                         \
@@ -318,7 +300,7 @@ static inline double exp_f32(double x) { return exp_nonpos((float)x); }
         }                                                                                        \
     }
 
-DEF_FLOAT_LOOPS(f32, float, exp_f32)
+DEF_FLOAT_LOOPS(f32, float, exp_f32_d)
 DEF_FLOAT_LOOPS(f64, double, exp)
 
 /* ---- integer loops: i64 in, wrapping i64 accumulators (only SUM, PROD, MAX, MIN) ------------- */
