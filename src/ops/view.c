@@ -322,16 +322,24 @@ EMO_KERNEL(emo_k_arange) {
     return EM_OK;
 }
 
-EMO_KERNEL(emo_k_rand) {
-    EM_UNUSED(in);
-    EM_UNUSED(n_in);
-    EM_UNUSED(n_out);
-    em_tensor_t *t = out[0];
+/* element i of a random op is a pure function of (seed, offset + i): any thread order gives the
+   same tensor */
+static void random_fill(em_tensor_t *t, const emo_attrs *a, bool normal) {
     int64_t n = emt_numel(t);
     char *p = emt_data(t);
     size_t es = emt_esize(t->dtype);
 #pragma omp parallel for if (n > 16384) num_threads(emb_num_threads())
-    for (int64_t i = 0; i < n; i++) emt_store(p + (size_t)i * es, t->dtype, emt_uniform_at(a->seed, a->offset + (uint64_t)i));
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t ctr = a->offset + (uint64_t)i;
+        emt_store(p + (size_t)i * es, t->dtype, normal ? emt_normal_at(a->seed, ctr) : emt_uniform_at(a->seed, ctr));
+    }
+}
+
+EMO_KERNEL(emo_k_rand) {
+    EM_UNUSED(in);
+    EM_UNUSED(n_in);
+    EM_UNUSED(n_out);
+    random_fill(out[0], a, false);
     return EM_OK;
 }
 
@@ -339,12 +347,7 @@ EMO_KERNEL(emo_k_randn) {
     EM_UNUSED(in);
     EM_UNUSED(n_in);
     EM_UNUSED(n_out);
-    em_tensor_t *t = out[0];
-    int64_t n = emt_numel(t);
-    char *p = emt_data(t);
-    size_t es = emt_esize(t->dtype);
-#pragma omp parallel for if (n > 16384) num_threads(emb_num_threads())
-    for (int64_t i = 0; i < n; i++) emt_store(p + (size_t)i * es, t->dtype, emt_normal_at(a->seed, a->offset + (uint64_t)i));
+    random_fill(out[0], a, true);
     return EM_OK;
 }
 
