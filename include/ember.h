@@ -268,12 +268,243 @@ bool         em_is_grad_enabled(void);
 em_status    em_assign(em_tensor_t *dst, em_tensor_t *src);
 em_status    em_fill(em_tensor_t *dst, double value);
 
+/* ---- the compiler --------------------------------------------------------------------------
+ * em_compile wraps a function that builds its outputs from its inputs with ordinary em_ calls.
+ * The first em_call for a given specialization traces fn with symbolic tensors into a graph
+ * (guarded by the inputs' dtypes, shapes, strides, requires_grad, the grad mode, and the tensors
+ * fn reads that are not arguments, such as parameters, which become graph inputs); later calls
+ * that pass the guards run the compiled program without calling fn. em_assign into realized
+ * tensors and gradients from an em_backward inside fn are written back after each run, so a
+ * whole training step compiles to one program. fn must read the same tensors (through ctx) on
+ * every call and must not read tensor data (em_item, em_to_data): that is a graph break, after
+ * which the function runs eagerly (or, with fullgraph, em_call fails naming the read). */
+typedef em_status (*em_traceable_fn)(void *ctx, em_tensor_t *const *in, int n_in, em_tensor_t **out, int n_out);
+typedef struct em_compiled em_compiled_t;
+typedef struct {
+    bool fullgraph;        /* a graph break is an error instead of an eager fallback */
+    int recompile_limit;   /* specializations kept before falling back to eager (0: default 8) */
+    const char *backend;   /* "interp" (reference interpreter; default for now) */
+} em_compile_opts;
+em_compiled_t *em_compile(em_traceable_fn fn, void *ctx, const em_compile_opts *opts); /* opts may be NULL */
+em_status      em_call(em_compiled_t *f, em_tensor_t *const *in, int n_in, em_tensor_t **out, int n_out);
+void           em_compiled_free(em_compiled_t *f);
+typedef struct {
+    int compiles, cache_hits, disk_cache_hits, recompiles, graph_breaks, kernels, eager_calls;
+    double compile_ms;
+    int graph_nodes;       /* nodes in the most recently compiled graph */
+} em_compile_stats;
+em_compile_stats em_compiled_stats(const em_compiled_t *f);
+/* the most recently compiled graph in Ember's text form (malloc'ed; NULL when none) */
+char *em_compiled_graph(const em_compiled_t *f);
+
 /* ---- io: state dicts, checkpoint formats, tokenizers (src/io/) --------------------------- */
 /* (io section: begin) */
+/* State dicts: an ordered map from names ("h.0.attn.c_attn.weight") to tensors, plus string
+   metadata ("format" -> "pt"); what checkpoints, models and optimizers exchange. The dict holds
+   its own reference to each tensor; em_state_dict_get returns a new one (owned by the innermost
+   scope, like every em_ call). Names are non-empty, order is insertion order. */
+typedef struct em_state_dict em_state_dict_t;
+em_state_dict_t *em_state_dict_new(void);
+void             em_state_dict_free(em_state_dict_t *sd);   /* releases its tensors; NULL is fine */
+/* retains t; a name already present keeps its position and gets the new tensor */
+em_status        em_state_dict_set(em_state_dict_t *sd, const char *name, em_tensor_t *t);
+em_tensor_t     *em_state_dict_get(const em_state_dict_t *sd, const char *name); /* NULL + EM_ERR_ARG when absent */
+bool             em_state_dict_contains(const em_state_dict_t *sd, const char *name);
+em_status        em_state_dict_remove(em_state_dict_t *sd, const char *name);
+int64_t          em_state_dict_count(const em_state_dict_t *sd);
+const char      *em_state_dict_name_at(const em_state_dict_t *sd, int64_t i);   /* borrowed */
+em_tensor_t     *em_state_dict_tensor_at(const em_state_dict_t *sd, int64_t i); /* new ref, like get */
+em_status        em_state_dict_set_meta(em_state_dict_t *sd, const char *key, const char *value);
+const char      *em_state_dict_meta(const em_state_dict_t *sd, const char *key); /* borrowed; NULL when absent */
+int64_t          em_state_dict_meta_count(const em_state_dict_t *sd);
+const char      *em_state_dict_meta_key_at(const em_state_dict_t *sd, int64_t i);
+
+/* safetensors (Hugging Face): every header field is validated; tensors are copied into fresh
+   contiguous tensors; the dict's metadata is the file's "__metadata__". Saving is atomic
+   (temp file, fsync, rename) and writes any tensor (views are copied out contiguous). */
+em_status em_safetensors_load(const char *path, em_state_dict_t **out);
+em_status em_safetensors_save(const char *path, const em_state_dict_t *sd);
+
+/* llama2.c checkpoints (the legacy float32 format of karpathy/llama2.c run.c). Names follow
+   Meta's Llama ("tok_embeddings.weight", "layers.0.attention.wq.weight" (out, in), ...,
+   "norm.weight", "output.weight" only when the classifier is not shared): docs/formats.md. */
+typedef struct {
+    int32_t dim, hidden_dim, n_layers, n_heads, n_kv_heads;
+    int32_t vocab_size;        /* always positive here */
+    int32_t seq_len;
+    bool shared_classifier;    /* the file's vocab_size was positive: output = tok_embeddings */
+} em_llama2c_config;
+em_status em_llama2c_load(const char *path, em_llama2c_config *cfg, em_state_dict_t **out);
+
+/* Tokenizers behind one type. Ids are int32. Special tokens: GPT-2 and trained BPE have
+   "<|endoftext|>" (recognised when it appears literally in text; it is their BOS and EOS), the
+   char tokenizer has it as its last id (BOS/EOS only), llama2.c has BOS = 1 and EOS = 2. */
+typedef struct em_tokenizer em_tokenizer_t;
+typedef enum { EM_TOKENIZER_GPT2, EM_TOKENIZER_LLAMA2C, EM_TOKENIZER_BPE, EM_TOKENIZER_CHAR } em_tokenizer_kind;
+/* GPT-2 byte-level BPE from OpenAI's encoder.json and vocab.bpe, exactly as GPT-2 encodes */
+em_tokenizer_t *em_tokenizer_load_gpt2(const char *encoder_json_path, const char *vocab_bpe_path);
+/* llama2.c tokenizer.bin; vocab_size is the model's (0: every token in the file) */
+em_tokenizer_t *em_tokenizer_load_llama2c(const char *path, int32_t vocab_size);
+/* byte-level BPE trained on text: 256 byte tokens, merges, then "<|endoftext|>"; vocab_size
+   counts all three (>= 257); training stops early when no pair occurs twice */
+em_tokenizer_t *em_tokenizer_train_bpe(const char *text, size_t len, int32_t vocab_size);
+/* one token per distinct UTF-8 code point of text (sorted), then "<|endoftext|>" */
+em_tokenizer_t *em_tokenizer_char(const char *text, size_t len);
+em_status       em_tokenizer_save(const em_tokenizer_t *tok, const char *path); /* BPE and char kinds */
+em_tokenizer_t *em_tokenizer_load(const char *path);                            /* what save wrote */
+void            em_tokenizer_free(em_tokenizer_t *tok);
+em_tokenizer_kind em_tokenizer_kind_of(const em_tokenizer_t *tok);
+int32_t         em_tokenizer_vocab_size(const em_tokenizer_t *tok);
+int32_t         em_tokenizer_bos_id(const em_tokenizer_t *tok);   /* -1 when none */
+int32_t         em_tokenizer_eos_id(const em_tokenizer_t *tok);   /* -1 when none */
+/* text (len bytes, any bytes) -> *ids (malloc'ed, free() it) and *n; bos prepends the BOS id */
+em_status em_tokenizer_encode(const em_tokenizer_t *tok, const char *text, size_t len, bool bos,
+                              int32_t **ids, size_t *n);
+/* ids -> malloc'ed, NUL-terminated bytes (free() it); *len (may be NULL) gets their length */
+char       *em_tokenizer_decode(const em_tokenizer_t *tok, const int32_t *ids, size_t n, size_t *len);
+/* streaming: the bytes of token id following token prev (-1 at the start), borrowed from tok
+   (may be a partial UTF-8 sequence); llama2.c drops a piece's leading space after BOS */
+const char *em_tokenizer_decode_one(const em_tokenizer_t *tok, int32_t prev, int32_t id, size_t *len);
 /* (io section: end) */
 
 /* ---- nn and optim: modules, GPT-2 and Llama models, optimizers (src/nn/, src/optim/) ------ */
 /* (nn section: begin) */
+/* Functional building blocks, composed of the ops above (so they record autograd and trace).
+ * Linear, Embedding, LayerNorm and RMSNorm are the ops em_linear, em_embedding, em_layer_norm and
+ * em_rms_norm; the model below owns their parameters by name. Shapes: B batch, T time, NH query
+ * heads, NKV key/value heads, HS head size, C = NH * HS channels, V vocabulary. */
+
+/* softmax(q k^T / sqrt(HS)) v. q is (B, NH, Tq, HS); k and v are (B, NKV, Tk, HS) with NH a
+   multiple of NKV (grouped-query attention: query head h reads kv head h / (NH / NKV); no copy of
+   k or v is made). causal: query i sits at position Tk - Tq + i and sees keys 0 ..= that position
+   (bottom-right alignment, what a KV cache needs; the usual lower triangle when Tq == Tk; needs
+   Tk >= Tq). dropout_p > 0 drops attention weights (pass 0 in evaluation). Returns (B, NH, Tq, HS). */
+em_tensor_t *em_scaled_dot_product_attention(em_tensor_t *q, em_tensor_t *k, em_tensor_t *v, bool causal,
+                                             double dropout_p);
+/* rotary position embedding on interleaved pairs, as Meta's Llama and llama2.c: for x (..., T, NH, HS)
+   and pair i < HS/2, (x[2i], x[2i+1]) is rotated by the angle whose cosine and sine are
+   cos[t, i] and sin[t, i]; cos and sin are (T, HS/2). Returns x's shape. */
+em_tensor_t *em_rope(em_tensor_t *x, em_tensor_t *cos, em_tensor_t *sin);
+/* the tables for positions 0 .. T-1: angle(t, i) = t * theta^(-2i/HS), computed in float for f32
+   and lower (exactly as llama2.c's run.c, so greedy decoding matches it) and in double for f64.
+   Writes two new (T, HS/2) tensors to *cos and *sin. */
+em_status em_rope_tables(int64_t T, int64_t HS, double theta, em_dtype dt, em_tensor_t **cos, em_tensor_t **sin);
+
+/* ---- models: GPT-2 and Llama-2, configurable by size -------------------------------------- */
+typedef enum { EM_ARCH_GPT2, EM_ARCH_LLAMA } em_arch;
+/* Zero fields take the architecture's default when the model is made (em_model_get_config shows the
+   resolved values): n_kv_head = n_head, ffn_hidden = 4 C (GPT-2) or llama2.c's rule (8C/3 rounded
+   up to a multiple of 32), norm_eps = 1e-5, rope_theta = 10000. dtype is EM_F32 (0) or another
+   floating dtype (EM_F64 for gradient checks). */
+typedef struct {
+    em_arch arch;
+    int vocab_size;      /* V */
+    int block_size;      /* the longest sequence (GPT-2's position table; RoPE's tables) */
+    int n_layer;
+    int n_head;          /* NH */
+    int n_kv_head;       /* NKV: < NH is grouped-query attention; must divide NH */
+    int n_embd;          /* C; HS = C / NH */
+    int ffn_hidden;      /* the MLP's hidden width */
+    double norm_eps;
+    double rope_theta;   /* Llama only */
+    bool tie_embeddings; /* the classifier reuses the token embedding */
+    bool bias;           /* biases in every linear and LayerNorm (GPT-2); Llama has none */
+    double dropout;      /* embeddings, attention weights, residual branches; 0 turns it off */
+    em_dtype dtype;      /* parameters and activations */
+} em_model_config;
+
+/* fills *cfg for a named size: "gpt2" (124M), "gpt2-medium", "gpt2-large", "gpt2-xl",
+   "stories15M", "stories42M", "stories110M" (llama2.c's TinyStories models), "llama2-7b", and two
+   for tests, "gpt2-tiny" and "llama-tiny" (with grouped-query attention). EM_ERR_ARG otherwise. */
+em_status em_model_config_preset(const char *name, em_model_config *cfg);
+
+typedef struct em_model em_model_t;
+/* A new model with freshly initialised parameters, drawn from Philox(seed) without disturbing the
+   global generator: weights N(0, 0.02), residual output projections (attn c_proj / wo, mlp
+   c_proj / w3, as nanoGPT, llm.c and llama2.c) N(0, 0.02 / sqrt(2 n_layer)), biases 0, norm
+   weights 1. The model owns its parameters (no scope does). NULL + error on a bad config. */
+em_model_t *em_model_new(const em_model_config *cfg, uint64_t seed);
+void        em_model_free(em_model_t *m);                       /* NULL is fine */
+const em_model_config *em_model_get_config(em_model_t *m);      /* borrowed; resolved defaults */
+void        em_model_set_training(em_model_t *m, bool training); /* dropout on (default) or off */
+bool        em_model_is_training(em_model_t *m);
+/* idx (B, T) i64 or i32 token ids, T <= block_size. Returns logits (B, T, V) in the model's dtype.
+   With targets (B, T) (ids; -1 is ignored), *loss gets the mean cross-entropy (a 0-dim tensor);
+   otherwise *loss (when loss is not NULL) is set to NULL. Both are owned like any op result. */
+em_tensor_t *em_model_forward(em_model_t *m, em_tensor_t *idx, em_tensor_t *targets, em_tensor_t **loss);
+
+/* Named parameters, in a fixed order. GPT-2 uses Hugging Face's names ("wte.weight", "wpe.weight",
+   "h.0.ln_1.weight", "h.0.attn.c_attn.weight", ..., "ln_f.weight", "lm_head.weight" when untied)
+   but every linear weight is stored (out, in) as em_linear wants, where Hugging Face's Conv1D
+   stores (in, out). Llama uses Meta's and llama2.c's names ("tok_embeddings.weight",
+   "layers.0.attention.wq.weight", ..., "norm.weight", "output.weight" when untied). Every
+   parameter is a contiguous leaf that requires grad. Handles from these calls are BORROWED: they
+   belong to the model and live until em_model_free; do not release them (em_retain one to keep
+   it longer). */
+int          em_model_num_params(em_model_t *m);                       /* tensors */
+int64_t      em_model_param_count(em_model_t *m);                      /* scalars */
+em_tensor_t *em_model_param(em_model_t *m, int i, const char **name);  /* name may be NULL */
+em_tensor_t *em_model_param_by_name(em_model_t *m, const char *name);  /* NULL + EM_ERR_ARG */
+em_tensor_t *const *em_model_params(em_model_t *m);  /* num_params handles, for em_adamw_new */
+/* copies src's values (cast to the parameter's dtype) into the named parameter; src must have
+   its shape. Runs under no-grad; gradients and optimizer state are left alone. */
+em_status em_model_set_param(em_model_t *m, const char *name, em_tensor_t *src);
+/* em_model_set_param for n (name, tensor) pairs, checking all of them before writing any. strict:
+   every parameter must be given exactly once and no unknown name may appear. */
+em_status em_model_load_params(em_model_t *m, const char *const *names, em_tensor_t *const *tensors, int n,
+                               bool strict);
+em_status em_model_zero_grad(em_model_t *m);
+
+/* KV cache for inference: per layer, keys and values (B, NKV, max_T, HS) in the model's dtype. */
+typedef struct em_kv_cache em_kv_cache_t;
+em_kv_cache_t *em_kv_cache_new(em_model_t *m, int batch, int max_T);  /* max_T <= block_size */
+void           em_kv_cache_free(em_kv_cache_t *c);
+/* forward of idx (B, Tnew) at positions pos .. pos + Tnew - 1: writes their keys and values into
+   the cache (em_assign) and attends over positions 0 .. pos + Tnew - 1 (those before pos must have
+   been written by earlier calls). Returns logits (B, Tnew, V), equal to the matching rows of the
+   full forward. Records no autograd history (runs under no-grad); dropout never applies. */
+em_tensor_t *em_model_forward_cached(em_model_t *m, em_tensor_t *idx, int64_t pos, em_kv_cache_t *cache);
+
+/* ---- optimizers ------------------------------------------------------------------------------
+ * An optimizer holds a reference to each parameter (leaf, contiguous, floating) and its state
+ * tensors (same shape and dtype). A step reads em_grad of each parameter (parameters without a
+ * gradient are skipped), updates parameters and state in place under no-grad with public ops, and
+ * counts steps. Gradient accumulation: run several forward/backward passes before one step, with
+ * each micro-batch's loss multiplied by 1/accum (gradients add up in .grad). */
+typedef struct em_optimizer em_optimizer_t;
+/* AdamW (Loshchilov & Hutter; PyTorch's torch.optim.AdamW): p -= lr wd p (decoupled decay, on the
+   value before the update), m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2,
+   p -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps). State "<i>.exp_avg", "<i>.exp_avg_sq". */
+em_optimizer_t *em_adamw_new(em_tensor_t *const *params, int n, double lr, double beta1, double beta2,
+                             double eps, double weight_decay);
+/* SGD with momentum as torch.optim.SGD (dampening 0, not Nesterov): g += wd p (coupled L2 decay),
+   buf = momentum buf + g (buf = g on the first step), p -= lr buf. State "<i>.momentum_buffer"
+   when momentum != 0. */
+em_optimizer_t *em_sgd_new(em_tensor_t *const *params, int n, double lr, double momentum, double weight_decay);
+void      em_optimizer_free(em_optimizer_t *o);   /* NULL is fine */
+em_status em_optimizer_step(em_optimizer_t *o);
+em_status em_optimizer_zero_grad(em_optimizer_t *o);            /* drops every parameter's .grad */
+em_status em_optimizer_set_lr(em_optimizer_t *o, double lr);
+double    em_optimizer_get_lr(em_optimizer_t *o);
+/* weight decay of parameter i (i = -1: all). The usual LM recipe decays only 2-D weights:
+   for each i, if em_ndim(params[i]) < 2, set it to 0. */
+em_status em_optimizer_set_weight_decay(em_optimizer_t *o, int i, double weight_decay);
+/* state for checkpoints: the step count (AdamW's t) and named state tensors, BORROWED (owned by
+   the optimizer; valid until em_optimizer_free). em_optimizer_set_state copies values in by name. */
+int64_t      em_optimizer_get_step(em_optimizer_t *o);
+em_status    em_optimizer_set_step(em_optimizer_t *o, int64_t step);
+int          em_optimizer_num_state(em_optimizer_t *o);
+em_tensor_t *em_optimizer_state(em_optimizer_t *o, int i, const char **name);
+em_status    em_optimizer_set_state(em_optimizer_t *o, const char *name, em_tensor_t *src);
+
+/* scales every gradient by max_norm / (norm + 1e-6) when the global L2 norm over all of them
+   exceeds max_norm (torch.nn.utils.clip_grad_norm_); returns the norm before clipping (NaN +
+   error on failure). Parameters without a gradient are skipped. */
+double em_clip_grad_norm(em_tensor_t *const *params, int n, double max_norm);
+/* linear warm-up then cosine decay (llm.c): step < warmup: max_lr (step + 1) / warmup;
+   step >= max_steps: min_lr; between: min_lr + (max_lr - min_lr) (1 + cos(pi r)) / 2 with
+   r = (step - warmup) / (max_steps - warmup). */
+double em_lr_cosine(int64_t step, int64_t warmup, int64_t max_steps, double max_lr, double min_lr);
 /* (nn section: end) */
 
 /* ---- runtime ------------------------------------------------------------------------------ */

@@ -9,6 +9,8 @@
  */
 #include "autograd.h"
 
+#include "../capture/capture.h"
+
 #include <stdio.h>
 
 static _Thread_local int no_grad_depth;
@@ -125,14 +127,14 @@ em_status ema_record(emo_op op, const emo_attrs *a, em_tensor_t *const *in, int 
         }
         if (d->flags & EMO_SAVE_IN) {
             n->saved_in[i] = emt_detached(x);
-            n->saved_in_ver[i] = x->storage->version;
+            n->saved_in_ver[i] = emt_version(x);
         }
     }
     for (int j = 0; j < n_out; j++) {
         emo_meta_of(out[j], &n->out_meta[j]);
         if (d->flags & EMO_SAVE_OUT) {
             n->saved_out[j] = emt_detached(out[j]);
-            n->saved_out_ver[j] = out[j]->storage->version;
+            n->saved_out_ver[j] = emt_version(out[j]);
         }
     }
     for (int j = 0; j < n_out; j++) {
@@ -184,6 +186,7 @@ em_tensor_t *em_grad(em_tensor_t *t) {
 
 em_status em_zero_grad(em_tensor_t *t) {
     if (!emt_check(t, "em_zero_grad", "t")) return em_last_status();
+    if (emcap_tracing() && emcap_note_grad(t) != EM_OK) return em_last_status();
     em_release(t->grad);
     t->grad = NULL;
     return EM_OK;
@@ -207,8 +210,19 @@ static bool vec_push(node_vec *s, ema_node *n) {
     return true;
 }
 
-/* t->grad += g, where the first gradient is copied so t owns its buffer alone */
+/* t->grad += g, where the first gradient is copied so t owns its buffer alone. Inside a traced
+   function the gradient is a graph value: the tracer notes the change and writes it back after
+   the compiled program runs (DESIGN decision 5). */
 static em_status accumulate(em_tensor_t *t, em_tensor_t *g) {
+    if (emcap_tracing()) {
+        if (emcap_note_grad(t) != EM_OK) return em_last_status();
+        em_tensor_t *s = t->grad ? em_add(t->grad, g) : g;
+        if (!s) return em_last_status();
+        s->refcount++;
+        em_release(t->grad);
+        t->grad = s;
+        return EM_OK;
+    }
     if (!t->grad) {
         em_tensor_t *c = emt_contiguous_copy(g, t->dtype);
         if (!c) return em_last_status();
@@ -240,12 +254,12 @@ static em_status check_saved(ema_node *n) {
                          "time (through %s), but its saved tensors were freed by the first backward; "
                          "pass retain_graph=true to em_backward_ex the first time", ema_node_name(n));
     for (int i = 0; i < n->n_in; i++)
-        if (n->saved_in[i] && n->saved_in[i]->storage->version != n->saved_in_ver[i])
+        if (n->saved_in[i] && emt_version(n->saved_in[i]) != n->saved_in_ver[i])
             return em_seterr(EM_ERR_AUTOGRAD, "em_backward: input %d of %s was modified in place "
                              "(em_assign) after it was used; its gradient cannot be computed. Assign into "
                              "a copy (em_clone) instead", i, ema_node_name(n));
     for (int j = 0; j < n->n_out; j++)
-        if (n->saved_out[j] && n->saved_out[j]->storage->version != n->saved_out_ver[j])
+        if (n->saved_out[j] && emt_version(n->saved_out[j]) != n->saved_out_ver[j])
             return em_seterr(EM_ERR_AUTOGRAD, "em_backward: the output of %s was modified in place "
                              "after it was computed; its gradient cannot be computed", ema_node_name(n));
     return EM_OK;

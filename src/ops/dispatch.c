@@ -9,6 +9,7 @@
 #include "kernels.h"
 
 #include "../autograd/autograd.h"
+#include "../capture/capture.h"
 
 #include <stdio.h>
 
@@ -107,6 +108,9 @@ int emo_call(emo_op op, em_tensor_t *const *in, int n_in, const emo_attrs *a, em
         goto done;
     }
     for (int j = 0; j < n_out; j++) out[j] = NULL;
+    if (emcap_tracing()) { /* capture: a graph node instead of a kernel */
+        if (emcap_record(op, a, in, n_in, om, n_out, out) != EM_OK) goto done;
+    } else {
     if (!(d->flags & EMO_VIEW)) {
         for (int j = 0; j < n_out; j++) {
             out[j] = emt_new(om[j].dtype, om[j].shape, om[j].ndim);
@@ -114,6 +118,7 @@ int emo_call(emo_op op, em_tensor_t *const *in, int n_in, const emo_attrs *a, em
         }
     }
     if (d->kernel(a, in, n_in, out, n_out) != EM_OK) { release_all(out, n_out); goto done; }
+    }
     for (int j = 0; j < n_out; j++) EM_ASSERT(out[j] && meta_matches(&om[j], out[j]));
     if (grad && ema_record(op, a, in, n_in, out, n_out) != EM_OK) { release_all(out, n_out); goto done; }
     for (int j = 0; j < n_out; j++) emt_own(out[j]);

@@ -8,6 +8,8 @@
  */
 #include "kernels.h"
 
+#include "../capture/capture.h"
+
 #include <math.h>
 
 /* ---- reshape ---------------------------------------------------------------------------------- */
@@ -404,6 +406,7 @@ em_tensor_t *em_scalar(double value, em_dtype dt) { return em_full(NULL, 0, valu
 em_tensor_t *em_empty(const int64_t *shape, int ndim, em_dtype dt) {
     emo_attrs a = emo_attrs0();
     if (!shape_attrs("em_empty", shape, ndim, &a) || !dtype_ok("em_empty", dt)) return NULL;
+    if (emcap_tracing()) return em_zeros(shape, ndim, dt); /* a graph has no uninitialised memory */
     return emt_own(emt_new(dt, shape, ndim));
 }
 
@@ -645,6 +648,7 @@ em_status em_assign(em_tensor_t *dst, em_tensor_t *src) {
         memcmp(sh, dst->shape, sizeof(int64_t) * (size_t)nd) != 0)
         return em_seterr(EM_ERR_SHAPE, "em_assign: src %s does not broadcast to dst %s",
                          emb_shape_str(b1, src->shape, src->ndim), emb_shape_str(b2, dst->shape, dst->ndim));
+    if (emcap_tracing() || emt_is_symbolic(dst) || emt_is_symbolic(src)) return emcap_assign(dst, src);
     if (em_is_grad_enabled() && (dst->requires_grad || src->requires_grad))
         return em_seterr(EM_ERR_AUTOGRAD, "em_assign: in-place writes are not recorded by autograd; a tensor "
                          "here requires grad. Wrap the update in em_no_grad_begin()/em_no_grad_end() "

@@ -127,6 +127,13 @@ static void emit(fmt *f, sbuf *b, int dim, int64_t *idx, int indent) {
 
 char *emt_format(em_tensor_t *t) {
     sbuf b = {0};
+    if (emt_is_symbolic(t)) { /* inside a traced function: no data yet */
+        char sh[EMB_SHAPE_BUF], line[EMB_SHAPE_BUF + 64];
+        snprintf(line, sizeof line, "tensor(<symbolic %s %s, value %%%d>)", em_dtype_name(t->dtype),
+                 emb_shape_str(sh, t->shape, t->ndim), t->sym_id);
+        puts_(&b, line);
+        return b.oom ? (free(b.s), NULL) : b.s;
+    }
     fmt f = {.t = t, .mode = F_FIXED, .width = 1, .summarize = emt_numel(t) > 1000};
     int64_t idx[EM_MAX_DIMS] = {0};
     double mx = 0, mn = INFINITY;

@@ -7,6 +7,7 @@
 #include "tensor.h"
 
 #include "../autograd/autograd.h"
+#include "../capture/capture.h"
 
 #include <stdio.h>
 
@@ -18,6 +19,10 @@ struct em_scope {
 
 static _Thread_local em_scope_t *scope_top;
 static int64_t live_tensors, live_bytes;
+static uint64_t serial_counter = 1;
+
+uint64_t emt_next_serial(void) { return __atomic_load_n(&serial_counter, __ATOMIC_RELAXED); }
+static uint64_t new_serial(void) { return __atomic_fetch_add(&serial_counter, 1, __ATOMIC_RELAXED); }
 
 int64_t em_live_tensors(void) { return __atomic_load_n(&live_tensors, __ATOMIC_RELAXED); }
 int64_t em_live_bytes(void) { return __atomic_load_n(&live_bytes, __ATOMIC_RELAXED); }
@@ -28,6 +33,7 @@ static em_tensor_t *alloc_handle(void) {
     if (!t) return NULL;
     t->magic = EMT_MAGIC;
     t->refcount = 1;
+    t->serial = new_serial();
     __atomic_add_fetch(&live_tensors, 1, __ATOMIC_RELAXED);
     return t;
 }
@@ -68,10 +74,23 @@ em_tensor_t *emt_new(em_dtype dt, const int64_t *shape, int ndim) {
                               (long long)nbytes);
     }
     s->refcount = 1;
+    s->serial = new_serial();
     s->data = data;
     s->nbytes = (size_t)nbytes;
     __atomic_add_fetch(&live_bytes, nbytes, __ATOMIC_RELAXED);
     t->storage = s;
+    t->dtype = dt;
+    t->ndim = ndim;
+    for (int d = 0; d < ndim; d++) t->shape[d] = shape[d];
+    emt_contig_strides(shape, ndim, t->strides);
+    return t;
+}
+
+em_tensor_t *emt_new_symbolic(void *sym, int id, em_dtype dt, const int64_t *shape, int ndim) {
+    em_tensor_t *t = alloc_handle();
+    if (!t) return em_seterr_null(EM_ERR_OOM, "tensor: out of memory");
+    t->sym = sym;
+    t->sym_id = id;
     t->dtype = dt;
     t->ndim = ndim;
     for (int d = 0; d < ndim; d++) t->shape[d] = shape[d];
@@ -91,7 +110,9 @@ em_tensor_t *emt_view(em_tensor_t *base, const int64_t *shape, const int64_t *st
     em_tensor_t *t = alloc_handle();
     if (!t) return em_seterr_null(EM_ERR_OOM, "tensor: out of memory");
     t->storage = base->storage;
-    t->storage->refcount++;
+    if (t->storage) t->storage->refcount++;
+    t->sym = base->sym;
+    t->sym_id = base->sym_id;
     t->dtype = base->dtype;
     t->ndim = ndim;
     for (int d = 0; d < ndim; d++) {
@@ -319,6 +340,7 @@ bool em_shares_storage(em_tensor_t *a, em_tensor_t *b) {
 
 em_status em_to_data(em_tensor_t *t, void *dst, size_t nbytes) {
     if (!emt_check(t, "em_to_data", "t")) return em_last_status();
+    if (emt_is_symbolic(t)) return emcap_data_read("em_to_data", t);
     size_t need = (size_t)emt_numel(t) * emt_esize(t->dtype);
     if (!dst && need) return em_seterr(EM_ERR_ARG, "em_to_data: dst is NULL");
     if (nbytes != need) {
@@ -341,6 +363,7 @@ em_status em_to_data(em_tensor_t *t, void *dst, size_t nbytes) {
 
 double em_item(em_tensor_t *t) {
     if (!emt_check(t, "em_item", "t")) return 0.0 / 0.0;
+    if (emt_is_symbolic(t)) return emcap_data_read("em_item", t), 0.0 / 0.0;
     if (emt_numel(t) != 1) {
         char b[EMB_SHAPE_BUF];
         em_seterr(EM_ERR_SHAPE, "em_item: tensor %s has %lld elements; em_item needs exactly one "

@@ -22,6 +22,7 @@ typedef struct emt_storage {
     void *data;
     size_t nbytes;
     uint64_t version; /* bumped by every in-place write */
+    uint64_t serial;  /* creation order (capture tells tensors made during a trace apart) */
 } emt_storage;
 
 struct ema_node;
@@ -41,8 +42,17 @@ struct em_tensor {
     em_tensor_t *grad;        /* owned reference, or NULL */
     struct ema_node *grad_fn; /* owned reference; NULL for leaves */
     int out_idx;              /* which output of grad_fn this is */
-    void *sym;                /* reserved for capture (symbolic tensors) */
+    /* capture: a symbolic tensor has storage NULL, sym = its tracer and sym_id = its graph value */
+    void *sym;
+    int sym_id;
+    uint64_t serial; /* creation order */
 };
+
+static inline bool emt_is_symbolic(const em_tensor_t *t) { return t->storage == NULL; }
+static inline uint64_t emt_version(const em_tensor_t *t) { return t->storage ? t->storage->version : 0; }
+uint64_t emt_next_serial(void); /* the serial the next tensor or storage will get */
+/* a symbolic tensor of metadata m for value id of tracer sym (contiguous logical strides) */
+em_tensor_t *emt_new_symbolic(void *sym, int id, em_dtype dt, const int64_t *shape, int ndim);
 
 /* ---- dtype ------------------------------------------------------------------------------ */
 static inline bool emt_is_float(em_dtype d) { return d == EM_F32 || d == EM_F64 || d == EM_F16 || d == EM_BF16; }
