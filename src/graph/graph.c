@@ -280,8 +280,12 @@ em_status emg_set_outputs(emg_graph *g, const int *vals, int n) {
         if (vals[k] < 0 || vals[k] >= g->n_vals)
             return em_seterr(EM_ERR_ARG, "emg_set_outputs: output %d is value %d, which does not exist (the graph "
                              "has %d)", k, vals[k], g->n_vals);
-    if (!GROW(g, outputs, n)) return EM_ERR_OOM;
-    if (n) memcpy(g->outputs, vals, (size_t)n * sizeof *vals);
+    int *outs = malloc(((size_t)n + 1) * sizeof *outs); /* vals may point into g->outputs */
+    if (!outs) return em_seterr(EM_ERR_OOM, "emg_set_outputs: out of memory");
+    if (n) memcpy(outs, vals, (size_t)n * sizeof *vals);
+    free(g->outputs);
+    g->outputs = outs;
     g->n_outputs = n;
+    g->cap_outputs = n + 1;
     return EM_OK;
 }

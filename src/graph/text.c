@@ -127,31 +127,32 @@ static void print_attrs(sbuf *b, emo_op op, const emo_attrs *a) {
         sb_printf(b, " seed=%llu offset=%llu", (unsigned long long)a->seed, (unsigned long long)a->offset);
 }
 
-/* canonical numbers: inputs, constants (by table index), node outputs (by node) */
-static int *canonical_numbers(const emg_graph *g) {
-    int *num = malloc(((size_t)g->n_vals + 1) * sizeof *num);
-    if (!num) return NULL;
+/* canonical numbers (num[v]): inputs, constants (by table index), node outputs (by node); and
+   cval[k], the value holding constant #k (-1 when none, in broken graphs) */
+static bool canonical_numbers(const emg_graph *g, int **num_out, int **cval_out) {
+    int *num = malloc(((size_t)g->n_vals + 1) * sizeof *num), *cv = malloc(((size_t)g->n_consts + 1) * sizeof *cv);
+    if (!num || !cv) {
+        free(num);
+        free(cv);
+        return false;
+    }
     for (int v = 0; v < g->n_vals; v++) num[v] = -1;
+    for (int k = 0; k < g->n_consts; k++) cv[k] = -1;
     int next = 0;
     for (int k = 0; k < g->n_inputs; k++)
-        if (g->inputs[k] >= 0 && g->inputs[k] < g->n_vals) num[g->inputs[k]] = next++;
-    int *cv = malloc(((size_t)g->n_consts + 1) * sizeof *cv);
-    if (!cv) {
-        free(num);
-        return NULL;
-    }
-    for (int k = 0; k < g->n_consts; k++) cv[k] = -1;
+        if (g->inputs[k] >= 0 && g->inputs[k] < g->n_vals && num[g->inputs[k]] < 0) num[g->inputs[k]] = next++;
     for (int v = 0; v < g->n_vals; v++)
         if (g->vals[v].kind == EMG_CONST && g->vals[v].index >= 0 && g->vals[v].index < g->n_consts) cv[g->vals[v].index] = v;
     for (int k = 0; k < g->n_consts; k++)
-        if (cv[k] >= 0) num[cv[k]] = next++;
-    free(cv);
+        if (cv[k] >= 0 && num[cv[k]] < 0) num[cv[k]] = next++;
     for (int k = 0; k < g->n_nodes; k++)
         for (int j = 0; j < g->nodes[k].n_out; j++) {
             int v = g->nodes[k].out0 + j;
             if (v >= 0 && v < g->n_vals && num[v] < 0) num[v] = next++;
         }
-    return num;
+    *num_out = num;
+    *cval_out = cv;
+    return true;
 }
 
 static void print_node(sbuf *b, const emg_graph *g, const int *num, const emg_node *n) {
@@ -176,8 +177,8 @@ static void print_node(sbuf *b, const emg_graph *g, const int *num, const emg_no
 
 char *emg_print(const emg_graph *g) {
     if (!g) return em_seterr_null(EM_ERR_ARG, "emg_print: graph is NULL");
-    int *num = canonical_numbers(g);
-    if (!num) return em_seterr_null(EM_ERR_OOM, "emg_print: out of memory");
+    int *num, *cval;
+    if (!canonical_numbers(g, &num, &cval)) return em_seterr_null(EM_ERR_OOM, "emg_print: out of memory");
     sbuf b = {0};
     sb_printf(&b, "graph(");
     for (int k = 0; k < g->n_inputs; k++) {
@@ -188,13 +189,12 @@ char *emg_print(const emg_graph *g) {
         if (v >= 0 && v < g->n_vals) print_meta(&b, &g->vals[v].meta);
     }
     sb_printf(&b, ") {\n");
-    for (int k = 0; k < g->n_consts; k++)
-        for (int v = 0; v < g->n_vals; v++)
-            if (g->vals[v].kind == EMG_CONST && g->vals[v].index == k) {
-                sb_printf(&b, "  %%%d: ", num[v]);
-                print_meta(&b, &g->vals[v].meta);
-                sb_printf(&b, " = const(#%d)\n", k);
-            }
+    for (int k = 0; k < g->n_consts; k++) {
+        if (cval[k] < 0) continue;
+        sb_printf(&b, "  %%%d: ", num[cval[k]]);
+        print_meta(&b, &g->vals[cval[k]].meta);
+        sb_printf(&b, " = const(#%d)\n", k);
+    }
     for (int k = 0; k < g->n_nodes; k++) print_node(&b, g, num, &g->nodes[k]);
     sb_printf(&b, "  return (");
     for (int k = 0; k < g->n_outputs; k++) {
@@ -203,6 +203,7 @@ char *emg_print(const emg_graph *g) {
     }
     sb_printf(&b, ")\n}\n");
     free(num);
+    free(cval);
     if (b.oom) {
         free(b.s);
         return em_seterr_null(EM_ERR_OOM, "emg_print: out of memory");
@@ -312,8 +313,9 @@ static bool integer(parser *p, int64_t *out, const char *what) {
     if (!isdigit((unsigned char)*s)) return expected(p, what);
     int64_t v = 0;
     while (isdigit((unsigned char)*s)) {
-        v = v * 10 + (*s - '0');
-        if (v > MAX_ABS_INT) return fail(p, "number too large in %s (at most 2^62 in magnitude)", what);
+        int dgt = *s - '0';
+        if (v > (MAX_ABS_INT - dgt) / 10) return fail(p, "number too large in %s (at most 2^62 in magnitude)", what);
+        v = v * 10 + dgt;
         s++;
     }
     p->s = s;

@@ -18,6 +18,7 @@ EMO_INFER(emo_infer_expand);
 EMO_INFER(emo_infer_unary);
 EMO_INFER(emo_infer_cast);
 EMO_INFER(emo_infer_full);
+EMO_INFER(emo_infer_randint);
 EMO_INFER(emo_infer_arange);
 EMO_INFER(emo_infer_unary_float);
 EMO_INFER(emo_infer_logical);

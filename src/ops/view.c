@@ -297,6 +297,14 @@ EMO_KERNEL(emo_k_full) {
     return EM_OK;
 }
 
+/* randint: full's checks plus a non-empty integer range j[0] <= v < j[1] */
+EMO_INFER(emo_infer_randint) {
+    if (a->j[1] <= a->j[0])
+        return emo_err(EM_ERR_ARG, NULL, in, n_in, "high (%lld) must exceed low (%lld)", (long long)a->j[1],
+                       (long long)a->j[0]);
+    return emo_infer_full(a, in, n_in, out, n_out);
+}
+
 static int64_t arange_len(double start, double end, double step) { return (int64_t)ceil((end - start) / step); }
 
 EMO_INFER(emo_infer_arange) {
