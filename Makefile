@@ -99,3 +99,41 @@ clean:
 
 .PHONY: all setup test run bench install clean
 .SECONDARY:
+
+# ---- fuzzing (src/io loaders, the graph parser): libFuzzer targets built with clang, ASan and UBSan ----------------
+#   make fuzz                 builds fuzz/fuzz_*.c against the library sources and runs each target
+#                             for FUZZ_SECONDS (default 20) over its seeds in fuzz/corpus/<target>/;
+#                             new inputs go to build-fuzz/corpus/<target>/, crashes to
+#                             build-fuzz/crash-<target>-*; fails when a target fails
+FUZZ_SECONDS ?= 20
+FUZZ_CC ?= clang
+FUZZ_BUILD ?= build-fuzz
+FUZZ_TARGETS := safetensors llama2c gpt2_tokenizer llama2c_tokenizer bpe graph
+FUZZ_CFLAGS = -std=c11 -g -O1 -fno-omit-frame-pointer -fopenmp -D_GNU_SOURCE -Iinclude -Isrc \
+              -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_OBJ := $(SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+# library objects: instrumented for coverage; warnings are the gcc build's job (-w)
+$(FUZZ_BUILD)/src/%.o: src/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -w -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Wall -Wextra -Werror -fsanitize=fuzzer $< $(FUZZ_OBJ) -o $@ -lm -ldl -lpthread
+
+fuzz:
+	@sh scripts/setup fuzz
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; rm -f $(FUZZ_BUILD)/crash-$$t-*; \
+	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	  EMBER_NUM_THREADS=1 $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/crash-$$t- $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t \
+	    > $(FUZZ_BUILD)/fuzz_$$t.log 2>&1; rc=$$?; \
+	  grep -E '^(Done|SUMMARY)' $(FUZZ_BUILD)/fuzz_$$t.log; \
+	  if [ $$rc -ne 0 ]; then tail -n 40 $(FUZZ_BUILD)/fuzz_$$t.log; \
+	    echo "fuzz_$$t failed (exit $$rc); input: $$(ls $(FUZZ_BUILD)/crash-$$t-* 2>/dev/null)"; exit 1; fi; \
+	done; echo "fuzz: every target ran $(FUZZ_SECONDS) s without a failure"
+
+.PHONY: fuzz
