@@ -383,12 +383,13 @@ em_tensor_t *em_scaled_dot_product_attention(em_tensor_t *q, em_tensor_t *k, em_
                                              double dropout_p);
 /* rotary position embedding on interleaved pairs, as Meta's Llama and llama2.c: for x (..., T, NH, HS)
    and pair i < HS/2, (x[2i], x[2i+1]) is rotated by the angle whose cosine and sine are
-   cos[t, i] and sin[t, i]; cos and sin are (T, HS/2). Returns x's shape. */
-em_tensor_t *em_rope(em_tensor_t *x, em_tensor_t *cos, em_tensor_t *sin);
+   cos_t[t, i] and sin_t[t, i]; cos_t and sin_t are (T, HS/2). Returns x's shape. */
+em_tensor_t *em_rope(em_tensor_t *x, em_tensor_t *cos_t, em_tensor_t *sin_t);
 /* the tables for positions 0 .. T-1: angle(t, i) = t * theta^(-2i/HS), computed in float for f32
    and lower (exactly as llama2.c's run.c, so greedy decoding matches it) and in double for f64.
-   Writes two new (T, HS/2) tensors to *cos and *sin. */
-em_status em_rope_tables(int64_t T, int64_t HS, double theta, em_dtype dt, em_tensor_t **cos, em_tensor_t **sin);
+   Writes two new (T, HS/2) tensors to *cos_out and *sin_out. */
+em_status em_rope_tables(int64_t T, int64_t HS, double theta, em_dtype dt, em_tensor_t **cos_out,
+                         em_tensor_t **sin_out);
 
 /* ---- models: GPT-2 and Llama-2, configurable by size -------------------------------------- */
 typedef enum { EM_ARCH_GPT2, EM_ARCH_LLAMA } em_arch;
@@ -420,9 +421,9 @@ em_status em_model_config_preset(const char *name, em_model_config *cfg);
 
 typedef struct em_model em_model_t;
 /* A new model with freshly initialised parameters, drawn from Philox(seed) without disturbing the
-   global generator: weights N(0, 0.02), residual output projections (attn c_proj / wo, mlp
-   c_proj / w3, as nanoGPT, llm.c and llama2.c) N(0, 0.02 / sqrt(2 n_layer)), biases 0, norm
-   weights 1. The model owns its parameters (no scope does). NULL + error on a bad config. */
+   global generator: weights N(0, 0.02); the projections that write into the residual stream
+   (attn c_proj / wo, mlp c_proj / w2, as nanoGPT and llm.c) N(0, 0.02 / sqrt(2 n_layer)); biases
+   0; norm weights 1. The model owns its parameters (no scope does). NULL + error on a bad config. */
 em_model_t *em_model_new(const em_model_config *cfg, uint64_t seed);
 void        em_model_free(em_model_t *m);                       /* NULL is fine */
 const em_model_config *em_model_get_config(em_model_t *m);      /* borrowed; resolved defaults */
@@ -453,6 +454,11 @@ em_status em_model_set_param(em_model_t *m, const char *name, em_tensor_t *src);
    every parameter must be given exactly once and no unknown name may appear. */
 em_status em_model_load_params(em_model_t *m, const char *const *names, em_tensor_t *const *tensors, int n,
                                bool strict);
+/* em_model_load_params (strict) for a GPT-2 state dict as Hugging Face stores it: names may carry
+   the "transformer." prefix, Conv1D weights (c_attn, c_proj, c_fc) are (in, out) and are
+   transposed, and the causal-mask buffers ("h.N.attn.bias", "h.N.attn.masked_bias") and a tied
+   "lm_head.weight" are skipped. */
+em_status em_model_load_gpt2_hf(em_model_t *m, const char *const *names, em_tensor_t *const *tensors, int n);
 em_status em_model_zero_grad(em_model_t *m);
 
 /* KV cache for inference: per layer, keys and values (B, NKV, max_T, HS) in the model's dtype. */
@@ -490,17 +496,24 @@ double    em_optimizer_get_lr(em_optimizer_t *o);
    for each i, if em_ndim(params[i]) < 2, set it to 0. */
 em_status em_optimizer_set_weight_decay(em_optimizer_t *o, int i, double weight_decay);
 /* state for checkpoints: the step count (AdamW's t) and named state tensors, BORROWED (owned by
-   the optimizer; valid until em_optimizer_free). em_optimizer_set_state copies values in by name. */
+   the optimizer; valid until em_optimizer_free). em_optimizer_set_state copies values in by name.
+   The step count and the learning rate are kept in 0-dim f64 tensors that a step reads and
+   advances, so a compiled training step stays correct; the getters read them (em_item). */
 int64_t      em_optimizer_get_step(em_optimizer_t *o);
 em_status    em_optimizer_set_step(em_optimizer_t *o, int64_t step);
 int          em_optimizer_num_state(em_optimizer_t *o);
 em_tensor_t *em_optimizer_state(em_optimizer_t *o, int i, const char **name);
 em_status    em_optimizer_set_state(em_optimizer_t *o, const char *name, em_tensor_t *src);
 
-/* scales every gradient by max_norm / (norm + 1e-6) when the global L2 norm over all of them
-   exceeds max_norm (torch.nn.utils.clip_grad_norm_); returns the norm before clipping (NaN +
-   error on failure). Parameters without a gradient are skipped. */
+/* scales every gradient by max_norm / (norm + 1e-6) when that is below 1, norm being the global
+   L2 norm over all of them (torch.nn.utils.clip_grad_norm_); returns the norm before clipping,
+   or -1 with an error on bad arguments. Parameters without a gradient are skipped. A NaN or
+   infinite norm is returned as it is and the gradients are left alone (skip that step). */
 double em_clip_grad_norm(em_tensor_t *const *params, int n, double max_norm);
+/* the same without reading data, so it traces into a compiled training step: returns the norm as
+   a 0-dim f64 tensor and always multiplies the gradients by min(1, max_norm / (norm + 1e-6)), as
+   PyTorch does (a NaN norm makes every gradient NaN). NULL + error on bad arguments. */
+em_tensor_t *em_clip_grad_norm_tensor(em_tensor_t *const *params, int n, double max_norm);
 /* linear warm-up then cosine decay (llm.c): step < warmup: max_lr (step + 1) / warmup;
    step >= max_steps: min_lr; between: min_lr + (max_lr - min_lr) (1 + cos(pi r)) / 2 with
    r = (step - warmup) / (max_steps - warmup). */
