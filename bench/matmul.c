@@ -33,11 +33,15 @@ typedef struct {
     enum layout lay;
 } shape_t;
 
-/* 1024^3 and the GPT-2 (small, 256 tokens) matmuls: forward (x @ W and x @ W^T), backward. */
+/* 1024^3, then GPT-2 small with 256 tokens: forward x @ W for every (N, K) in {768, 2304, 3072,
+   50257} x {768, 3072} (the real layers are qkv 2304x768, proj 768x768, fc 3072x768, fc-proj
+   768x3072, lm-head 50257x768), forward in nn.Linear layout x @ W^T, and weight gradients
+   dW = dY^T @ X. */
 static const char *const default_shapes[] = {
-    "1024x1024x1024",     "256x768x768",       "256x2304x768",      "256x3072x768",
-    "256x768x3072",       "256x50257x768",     "256x2304x768:nt",   "256x768x3072:nt",
-    "256x50257x768:nt",   "768x3072x256:tn",   "2304x768x256:tn",
+    "1024x1024x1024",   "256x768x768",      "256x2304x768",     "256x3072x768",
+    "256x50257x768",    "256x768x3072",     "256x2304x3072",    "256x3072x3072",
+    "256x50257x3072",   "256x2304x768:nt",  "256x768x3072:nt",  "256x50257x768:nt",
+    "768x3072x256:tn",  "2304x768x256:tn",
 };
 
 static double now_s(void)

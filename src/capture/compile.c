@@ -12,6 +12,8 @@
  */
 #include "capture.h"
 
+#include "../compiler/compiler.h"
+
 #include <stdio.h>
 #include <time.h>
 
@@ -33,6 +35,7 @@ typedef struct {
     int *rand_nodes; /* nodes with EMO_RANDOM, with their offsets as traced */
     uint64_t *rand_off;
     int n_rand;
+    emc_program *prog; /* backend "c": the generated program (NULL: the interpreter runs the graph) */
 } spec;
 
 struct em_compiled {
@@ -41,7 +44,8 @@ struct em_compiled {
     em_compile_opts opts;
     spec *specs;
     int n_specs;
-    bool warned;
+    bool warned, warned_c;
+    bool use_c; /* backend "c" */
     em_compile_stats stats;
 };
 
@@ -88,8 +92,8 @@ static const char *spec_fails(const spec *s, em_tensor_t *const *in, int n_in) {
 
 em_compiled_t *em_compile(em_traceable_fn fn, void *ctx, const em_compile_opts *opts) {
     if (!fn) return em_seterr_null(EM_ERR_ARG, "em_compile: fn is NULL");
-    if (opts && opts->backend && strcmp(opts->backend, "interp") != 0)
-        return em_seterr_null(EM_ERR_ARG, "em_compile: unknown backend '%s' (available: interp)", opts->backend);
+    if (opts && opts->backend && strcmp(opts->backend, "interp") != 0 && strcmp(opts->backend, "c") != 0)
+        return em_seterr_null(EM_ERR_ARG, "em_compile: unknown backend '%s' (available: interp, c)", opts->backend);
     if (opts && opts->recompile_limit < 0)
         return em_seterr_null(EM_ERR_ARG, "em_compile: recompile_limit must be >= 0");
     em_compiled_t *f = calloc(1, sizeof *f);
@@ -98,6 +102,7 @@ em_compiled_t *em_compile(em_traceable_fn fn, void *ctx, const em_compile_opts *
     f->ctx = ctx;
     if (opts) f->opts = *opts;
     if (f->opts.recompile_limit == 0) f->opts.recompile_limit = 8;
+    f->use_c = f->opts.backend && strcmp(f->opts.backend, "c") == 0;
     return f;
 }
 
@@ -107,6 +112,7 @@ static void spec_free(spec *s) {
     free(s->lifted);
     free(s->rand_nodes);
     free(s->rand_off);
+    emc_program_free(s->prog);
 }
 
 void em_compiled_free(em_compiled_t *f) {
@@ -180,6 +186,19 @@ static em_status trace_spec(em_compiled_t *f, em_tensor_t *const *in, int n_in, 
         emb_log("graph", "compiled graph:\n%s", txt ? txt : "(print failed)");
         free(txt);
     }
+    if (f->use_c && !(s->prog = emc_compile_graph(s->tr.g, NULL))) {
+        /* the error (naming the generated file and cc's messages) stays in em_last_error() */
+        emb_log("code", "the C backend failed, this specialization runs in the interpreter: %s", em_last_error());
+        if (!f->warned_c) {
+            fprintf(stderr, "ember: em_call: the C backend failed; running in the interpreter (EMBER_LOG=code "
+                    "for details): %.300s\n", em_last_error());
+            f->warned_c = true;
+        }
+    }
+    if (s->prog) {
+        f->stats.kernels = emc_program_stats(s->prog)->kernels;
+        f->stats.disk_cache_hits += emc_program_stats(s->prog)->disk_hit;
+    }
     return EM_OK;
 }
 
@@ -228,7 +247,13 @@ static em_status run_spec(em_compiled_t *f, spec *s, em_tensor_t *const *in, int
         a->seed = seed;
         a->offset = base + s->rand_off[k];
     }
-    em_status st = emg_run(tr->g, inputs, n_inputs, res);
+    em_status st;
+    if (s->prog) {
+        emc_program_set_rng(s->prog, seed, base - tr->rng_base);
+        st = emc_run(s->prog, inputs, n_inputs, res);
+    } else {
+        st = emg_run(tr->g, inputs, n_inputs, res);
+    }
     if (st == EM_OK) st = apply_writebacks(tr, res);
     if (st == EM_OK)
         for (int j = 0; j < n_out; j++) out[j] = res[j];

@@ -1,17 +1,22 @@
 /* GEMM kernels, GotoBLAS/BLIS style. For C (M x N) += A (M x K) @ B (K x N) the driver walks
-   N in blocks of NC columns, K in blocks of KC, and M in blocks of MC rows. Each KC x NC block
-   of B is packed once into NR-wide column panels (laid out k-major: panel[k][0..NR)), each
-   MC x KC block of A into MR-tall row panels (panel[k][0..MR)), both zero-padded so the
-   micro-kernel never sees a ragged edge on input. The micro-kernel keeps an MR x NR tile of C in
-   registers (14 x 32 floats = 28 zmm on AVX-512) and does one rank-1 update per k: two aligned
-   loads of B and MR broadcast-FMAs; ragged M/N edges are handled only at store time with
-   masks. One NR-panel of B stays in L1 while the A block streams from L2; the B block lives in
-   L3. Packing reads any strided view: contiguous rows/columns use AVX-512 loads (with a 16 x 16
-   in-register transpose when the view runs the "wrong" way), anything else uses scalar loops.
-   Threads split the output into disjoint column (or row) ranges, each with its own packing
-   buffers, so no synchronization is needed inside a call. Without AVX-512 a portable C
-   micro-kernel (auto-vectorized) is used with the same driver. emk_dgemm is a separate, simpler
-   cache-blocked float64 path (packed B block, 4-row register tile, vectorizable inner loop). */
+   N in blocks of NC columns, K in blocks of KC, M in blocks of MC rows (KC and MC are chosen to
+   split K and M evenly). Each KC x NC block of B is packed into NR-wide column panels (k-major:
+   panel[k][0..NR)), each MC x KC block of A into MR-tall row panels (panel[k][0..MR)), both
+   zero-padded, so the micro-kernel never sees a ragged input edge. The AVX-512 micro-kernel
+   keeps an 8 x 48 tile of C in 24 zmm registers; per k it loads three vectors of B and
+   broadcasts eight values of A into 24 FMAs. Ragged M/N edges are handled at store time with
+   masks. Of 6x64, 8x48, 9x48, 12x32 and 14x32, 8 x 48 measured as fast as or slightly faster
+   than the rest on the Zen 5 dev box (full-width 512-bit FMA), and it wastes no padding on
+   M = 256 or N = 768/2304/3072. A B micro-panel
+   (KC x 48) is reused from L1/L2 across the A block, which streams from L2; the B block sits
+   in L3. For skinny problems (M <= 6 MR) with row-major B, packing B would cost more than it
+   saves, so B is read in place. Packing reads any strided view: contiguous rows or columns use
+   AVX-512 loads (with a 16 x 16 in-register transpose when the view runs the "wrong" way),
+   anything else scalar loops. Threads split the output into disjoint column (or row) ranges,
+   each with its own packing buffer from a small process-wide pool, so a call needs no locks or
+   barriers inside. Without AVX-512 an AVX2/FMA 6 x 16 kernel or a plain-C 4 x 32 kernel (which
+   the compiler vectorizes) runs under the same driver. emk_dgemm is a simpler float64 version of
+   the same structure with a plain-C 4 x 32 register tile. */
 #include "gemm.h"
 
 #include <math.h>
@@ -19,6 +24,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Packing-buffer pool (see below); off under AddressSanitizer so every buffer is exact-size. */
+#if defined(__SANITIZE_ADDRESS__) /* gcc */
+#define EMK_ASAN 1
+#elif defined(__has_feature) /* clang */
+#if __has_feature(address_sanitizer)
+#define EMK_ASAN 1
+#endif
+#endif
+#if !defined(__STDC_NO_ATOMICS__) && !defined(EMK_ASAN)
+#define GEMM_USE_POOL 1
+#include <stdatomic.h>
+#else
+#define GEMM_USE_POOL 0
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -45,10 +64,10 @@
    --------------------------------------------------------------------------------------------- */
 #if EMK_SGEMM_AVX512
 #ifndef SG_MR
-#define SG_MR 14 /* rows of C per micro-tile */
+#define SG_MR 8 /* rows of C per micro-tile */
 #endif
 #ifndef SG_NV
-#define SG_NV 2 /* zmm vectors (16 floats) per row of the micro-tile */
+#define SG_NV 3 /* zmm vectors (16 floats) per row of the micro-tile */
 #endif
 #define SG_NR (16 * SG_NV) /* columns of C per micro-tile */
 #elif EMK_SGEMM_AVX2
@@ -60,16 +79,16 @@
 #endif
 
 #ifndef SG_KC
-#define SG_KC 256
+#define SG_KC 512 /* max; the actual KC splits K evenly (multiple of 16) */
 #endif
 #ifndef SG_MC
-#define SG_MC (SG_MR * 24)
+#define SG_MC (SG_MR * 24) /* max; the actual MC splits M evenly (multiple of MR) */
 #endif
 #ifndef SG_NC
 #define SG_NC 3072
 #endif
 #ifndef SG_DIRECT_B_MAX_M /* up to this many rows, row-major B is used in place, unpacked */
-#define SG_DIRECT_B_MAX_M (2 * SG_MR)
+#define SG_DIRECT_B_MAX_M (6 * SG_MR)
 #endif
 
 /* Fused multiply-add for the plain-C kernels (-std=c11 turns off automatic contraction). */
@@ -81,8 +100,11 @@
 #define MADD_D(a, b, c) ((a) * (b) + (c))
 #endif
 
-/* Below this many multiply-adds (M*N*K) a call stays on the calling thread. */
+/* Below this many multiply-adds (M*N*K) a call stays on the calling thread; each extra thread
+   must also get at least this much work. */
+#ifndef GEMM_PARALLEL_MIN_WORK
 #define GEMM_PARALLEL_MIN_WORK (1LL << 18)
+#endif
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -92,6 +114,74 @@ static void *alloc_aligned(size_t bytes)
 {
     size_t rounded = (bytes + 63) & ~(size_t)63;
     return aligned_alloc(64, rounded ? rounded : 64);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Packing-buffer pool. Allocating the buffers per call looks free but is not: glibc returns
+   freed memory above its trim threshold to the OS, so a call needing ~100-300 KiB page-faults
+   its buffers in again every time (5x slower on e.g. 128 x 128 x 160). Instead a few
+   process-wide slots keep their buffers between calls; a caller locks a free slot (atomic flag)
+   for the duration of one serial GEMM. Slot buffers stay reachable from `buffer_pool`, so leak
+   checkers do not report them; if every slot is busy the call falls back to malloc/free.
+   Under AddressSanitizer the pool is off so that every buffer has its exact size.
+   --------------------------------------------------------------------------------------------- */
+#if GEMM_USE_POOL
+#define POOL_SLOTS 16
+#define POOL_GRAIN ((size_t)64 << 10) /* slot sizes are rounded up to 64 KiB */
+
+typedef struct {
+    atomic_int busy; /* 0 free, 1 locked; guards size and ptr */
+    size_t size;
+    void *ptr;
+} pool_slot_t;
+
+static pool_slot_t buffer_pool[POOL_SLOTS];
+#endif
+
+typedef struct {
+    void *ptr;
+    int slot; /* index into buffer_pool, or -1 for a private allocation */
+} gemm_buf_t;
+
+/* A 64-byte aligned scratch buffer of at least `bytes` bytes; ptr is NULL on failure. */
+static gemm_buf_t buf_acquire(size_t bytes)
+{
+#if GEMM_USE_POOL
+    /* Pass 0: a free slot that is already big enough. Pass 1: any free slot, regrown. */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < POOL_SLOTS; i++) {
+            pool_slot_t *s = &buffer_pool[i];
+            int expected = 0;
+            if (!atomic_compare_exchange_strong_explicit(&s->busy, &expected, 1,
+                                                         memory_order_acquire,
+                                                         memory_order_relaxed))
+                continue;
+            if (s->size >= bytes)
+                return (gemm_buf_t){s->ptr, i};
+            if (pass == 1) {
+                size_t size = (bytes + POOL_GRAIN - 1) / POOL_GRAIN * POOL_GRAIN;
+                void *p = alloc_aligned(size);
+                if (p) {
+                    free(s->ptr);
+                    s->ptr = p, s->size = size;
+                    return (gemm_buf_t){p, i};
+                }
+            }
+            atomic_store_explicit(&s->busy, 0, memory_order_release);
+        }
+#endif
+    return (gemm_buf_t){alloc_aligned(bytes), -1};
+}
+
+static void buf_release(gemm_buf_t b)
+{
+#if GEMM_USE_POOL
+    if (b.slot >= 0) {
+        atomic_store_explicit(&buffer_pool[b.slot].busy, 0, memory_order_release);
+        return;
+    }
+#endif
+    free(b.ptr);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -309,41 +399,39 @@ static void pack_b_block(int64_t kc, int64_t nc, const float *b, int64_t rsb, in
 
 /* ---------------------------------------------------------------------------------------------
    Micro-kernels: C tile (mr x nr, mr <= MR, nr <= NR) = or += sum_k a[k][0..MR) x b[k][0..NR).
-   a: packed A panel (kc x MR), b: packed B panel (kc x NR, 64-byte aligned).
+   a: packed A panel (kc x MR); b: B panel whose row k starts at b + k * ldb (ldb = NR for a
+   packed panel, the row stride of B when B is read in place).
    --------------------------------------------------------------------------------------------- */
 #if EMK_SGEMM_AVX512
 
-/* Writes the register tile to C: masked vector stores when rows of C are contiguous, otherwise
-   through a stack tile and scalar strided stores. */
-#define SG_STORE_TILE(acc, c, rsc, csc, mr, nr, accumulate)                                        \
-    do {                                                                                           \
-        if ((csc) == 1) {                                                                          \
-            for (int i_ = 0; i_ < SG_MR; i_++) {                                                   \
-                if (i_ >= (mr))                                                                    \
-                    break;                                                                         \
-                float *ci_ = (c) + i_ * (rsc);                                                     \
-                for (int v_ = 0; v_ < SG_NV; v_++) {                                               \
-                    __mmask16 m_ = lane_mask((nr) > 16 * v_ ? (nr) - 16 * v_ : 0);                 \
-                    if (!m_)                                                                       \
-                        break;                                                                     \
-                    __m512 x_ = acc[i_][v_];                                                       \
-                    if (accumulate)                                                                \
-                        x_ = _mm512_add_ps(x_, _mm512_maskz_loadu_ps(m_, ci_ + 16 * v_));         \
-                    _mm512_mask_storeu_ps(ci_ + 16 * v_, m_, x_);                                  \
-                }                                                                                  \
-            }                                                                                      \
-        } else {                                                                                   \
-            _Alignas(64) float t_[SG_MR * SG_NR];                                                  \
-            for (int i_ = 0; i_ < SG_MR; i_++)                                                     \
-                for (int v_ = 0; v_ < SG_NV; v_++)                                                 \
-                    _mm512_store_ps(t_ + i_ * SG_NR + 16 * v_, acc[i_][v_]);                       \
-            for (int64_t i_ = 0; i_ < (mr); i_++)                                                  \
-                for (int64_t j_ = 0; j_ < (nr); j_++) {                                            \
-                    float *p_ = (c) + i_ * (rsc) + j_ * (csc);                                     \
-                    *p_ = (accumulate) ? *p_ + t_[i_ * SG_NR + j_] : t_[i_ * SG_NR + j_];         \
-                }                                                                                  \
-        }                                                                                          \
-    } while (0)
+/* Writes the register tile to C (rows < mr, columns < nr): masked vector stores when rows of C
+   are contiguous, otherwise through a stack tile and scalar strided stores. */
+static inline void sgemm_store_tile(__m512 acc[SG_MR][SG_NV], float *c, int64_t rsc,
+                                    int64_t csc, int64_t mr, int64_t nr, int accumulate)
+{
+    if (csc == 1) {
+        for (int i = 0; i < SG_MR && i < mr; i++) {
+            float *ci = c + i * rsc;
+            for (int v = 0; v < SG_NV && 16 * v < nr; v++) {
+                __mmask16 m = lane_mask(nr - 16 * v);
+                __m512 x = acc[i][v];
+                if (accumulate)
+                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, ci + 16 * v));
+                _mm512_mask_storeu_ps(ci + 16 * v, m, x);
+            }
+        }
+        return;
+    }
+    _Alignas(64) float t[SG_MR * SG_NR];
+    for (int i = 0; i < SG_MR; i++)
+        for (int v = 0; v < SG_NV; v++)
+            _mm512_store_ps(t + i * SG_NR + 16 * v, acc[i][v]);
+    for (int64_t i = 0; i < mr; i++)
+        for (int64_t j = 0; j < nr; j++) {
+            float *p = c + i * rsc + j * csc;
+            *p = accumulate ? *p + t[i * SG_NR + j] : t[i * SG_NR + j];
+        }
+}
 
 static void sgemm_micro(int64_t kc, const float *restrict a, const float *restrict b,
                         int64_t ldb, float *restrict c, int64_t rsc, int64_t csc, int64_t mr,
@@ -374,7 +462,7 @@ static void sgemm_micro(int64_t kc, const float *restrict a, const float *restri
                 acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
         }
     }
-    SG_STORE_TILE(acc, c, rsc, csc, mr, nr, accumulate);
+    sgemm_store_tile(acc, c, rsc, csc, mr, nr, accumulate);
 }
 
 #elif EMK_SGEMM_AVX2
@@ -489,6 +577,14 @@ static void sgemm_naive(int64_t M, int64_t N, int64_t K, const float *A, int64_t
         }
 }
 
+/* Largest block <= max_blk (a multiple of unit) that splits len into equal-ish blocks, so that
+   e.g. K = 768 with KC = 512 runs as 2 x 384 rather than 512 + 256. */
+static int64_t balanced_block(int64_t len, int64_t max_blk, int64_t unit)
+{
+    int64_t nblocks = (len + max_blk - 1) / max_blk;
+    return min64(max_blk, round_up((len + nblocks - 1) / nblocks, unit));
+}
+
 /* Single-threaded blocked GEMM on one (sub)problem; M, N, K >= 1. */
 static void sgemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa,
                          int64_t csa, const float *B, int64_t rsb, int64_t csb, float *C,
@@ -496,21 +592,19 @@ static void sgemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_
 {
     /* With few rows of A each B panel is used only once or twice: read row-major B in place. */
     int direct_b = csb == 1 && M <= SG_DIRECT_B_MAX_M;
-    int64_t kc_max = min64(K, SG_KC);
-    int64_t mc_max = round_up(min64(M, SG_MC), SG_MR);
-    int64_t nc_max = direct_b ? SG_NR : round_up(min64(N, SG_NC), SG_NR);
-    float *ap = alloc_aligned((size_t)(mc_max * kc_max) * sizeof(float));
-    float *bp = alloc_aligned((size_t)(kc_max * nc_max) * sizeof(float));
-    if (!ap || !bp) {
-        free(ap);
-        free(bp);
+    int64_t KC = balanced_block(K, SG_KC, 16), MC = balanced_block(M, SG_MC, SG_MR);
+    int64_t NC = direct_b ? SG_NR : round_up(min64(N, SG_NC), SG_NR);
+    int64_t a_len = round_up(MC * KC, 16); /* floats; keeps the B part 64-byte aligned */
+    gemm_buf_t buf = buf_acquire((size_t)(a_len + KC * NC) * sizeof(float));
+    if (!buf.ptr) {
         sgemm_naive(M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, accumulate);
         return;
     }
+    float *ap = buf.ptr, *bp = ap + a_len;
     for (int64_t jc = 0; jc < N; jc += SG_NC) {
         int64_t nc = min64(SG_NC, N - jc);
-        for (int64_t pc = 0; pc < K; pc += SG_KC) {
-            int64_t kc = min64(SG_KC, K - pc);
+        for (int64_t pc = 0; pc < K; pc += KC) {
+            int64_t kc = min64(KC, K - pc);
             int acc = accumulate || pc > 0;
             const float *b = B + pc * rsb + jc * csb;
             sg_bsrc_t bsrc = {b, rsb, 0, bp};
@@ -518,15 +612,14 @@ static void sgemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_
                 pack_b_block(kc, nc, b, rsb, csb, bp);
                 bsrc = (sg_bsrc_t){bp, SG_NR, 1, NULL};
             }
-            for (int64_t ic = 0; ic < M; ic += SG_MC) {
-                int64_t mc = min64(SG_MC, M - ic);
+            for (int64_t ic = 0; ic < M; ic += MC) {
+                int64_t mc = min64(MC, M - ic);
                 pack_a_block(mc, kc, A + ic * rsa + pc * csa, rsa, csa, ap);
                 sgemm_macro(mc, nc, kc, ap, bsrc, C + ic * rsc + jc * csc, rsc, csc, acc);
             }
         }
     }
-    free(ap);
-    free(bp);
+    buf_release(buf);
 }
 
 void emk_sgemm(int64_t M, int64_t N, int64_t K,
@@ -642,14 +735,13 @@ static void dgemm_serial(int64_t M, int64_t N, int64_t K, const double *A, int64
                          int64_t rsc, int64_t csc, int accumulate)
 {
     int64_t kc_max = min64(K, DG_KC), nc_max = round_up(min64(N, DG_NC), DG_NR);
-    double *bp = alloc_aligned((size_t)(kc_max * nc_max) * sizeof(double));
-    double *ap = alloc_aligned((size_t)(kc_max * DG_MR) * sizeof(double));
-    if (!bp || !ap) {
-        free(bp);
-        free(ap);
+    int64_t a_len = round_up(kc_max * DG_MR, 8); /* doubles; keeps bp 64-byte aligned */
+    gemm_buf_t buf = buf_acquire((size_t)(a_len + kc_max * nc_max) * sizeof(double));
+    if (!buf.ptr) {
         dgemm_naive(M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, accumulate);
         return;
     }
+    double *ap = buf.ptr, *bp = ap + a_len;
     for (int64_t jc = 0; jc < N; jc += DG_NC) {
         int64_t nc = min64(DG_NC, N - jc);
         for (int64_t pc = 0; pc < K; pc += DG_KC) {
@@ -665,8 +757,7 @@ static void dgemm_serial(int64_t M, int64_t N, int64_t K, const double *A, int64
             }
         }
     }
-    free(bp);
-    free(ap);
+    buf_release(buf);
 }
 
 void emk_dgemm(int64_t M, int64_t N, int64_t K,

@@ -3,8 +3,9 @@
    without copies: the packing step inside gemm.c reorders whatever layout it is given into
    cache-friendly panels. emk_sgemm is the performance path (GotoBLAS/BLIS blocking with an
    AVX-512 register-blocked micro-kernel, OpenMP over the larger of M/N); emk_dgemm is a simpler
-   cache-blocked float64 path meant for reference and gradient checks. Both are thread-safe and
-   allocate their packing buffers per call. */
+   cache-blocked float64 path meant for reference and gradient checks. Both are thread-safe;
+   packing buffers come from a small process-wide pool (kept between calls, never leaked). The
+   thread count for parallel calls is omp_get_max_threads() (set it with omp_set_num_threads). */
 #ifndef EMBER_OPS_GEMM_H
 #define EMBER_OPS_GEMM_H
 
@@ -21,7 +22,9 @@ extern "C" {
    that parallelize over a batch use this).
    Element (i, j) of C lives at C[i * rsc + j * csc]; likewise for A (i, k) and B (k, j).
    C must not overlap A or B. With accumulate == 0 the old contents of C are never read (NaNs in
-   C do not leak into the result). */
+   C do not leak into the result). Within one build, every element's value depends only on its
+   row of A, its column of B and K: results are bitwise identical whatever the thread count or
+   however a caller slices M and N across calls. */
 void emk_sgemm(int64_t M, int64_t N, int64_t K,
                const float *A, int64_t rsa, int64_t csa,
                const float *B, int64_t rsb, int64_t csb,
