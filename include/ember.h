@@ -283,7 +283,7 @@ typedef struct em_compiled em_compiled_t;
 typedef struct {
     bool fullgraph;        /* a graph break is an error instead of an eager fallback */
     int recompile_limit;   /* specializations kept before falling back to eager (0: default 8) */
-    const char *backend;   /* "interp" (reference interpreter; default for now) */
+    const char *backend;   /* "c" (default: generated C, JIT-compiled and cached) or "interp" */
 } em_compile_opts;
 em_compiled_t *em_compile(em_traceable_fn fn, void *ctx, const em_compile_opts *opts); /* opts may be NULL */
 em_status      em_call(em_compiled_t *f, em_tensor_t *const *in, int n_in, em_tensor_t **out, int n_out);

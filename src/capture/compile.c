@@ -102,7 +102,7 @@ em_compiled_t *em_compile(em_traceable_fn fn, void *ctx, const em_compile_opts *
     f->ctx = ctx;
     if (opts) f->opts = *opts;
     if (f->opts.recompile_limit == 0) f->opts.recompile_limit = 8;
-    f->use_c = f->opts.backend && strcmp(f->opts.backend, "c") == 0;
+    f->use_c = !f->opts.backend || strcmp(f->opts.backend, "c") == 0; /* C is the default */
     return f;
 }
 
