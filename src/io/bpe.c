@@ -25,66 +25,18 @@ bool emio_ids_push(emio_ids *v, int32_t id) {
     return true;
 }
 
-typedef struct {
-    int32_t rank;
-    int32_t left, right;   /* symbol indices (the left one is the position) */
-    int32_t lid, rid;      /* their ids when pushed: the entry is stale when they changed */
-} entry;
-
-typedef struct {
-    entry *e;
-    size_t n, cap;
-} heap;
-
-static bool before(const entry *a, const entry *b) {
-    return a->rank != b->rank ? a->rank < b->rank : a->left < b->left;
-}
-
-static bool heap_push(heap *h, entry x) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        entry *p = realloc(h->e, cap * sizeof *p);
-        if (!p) return false;
-        h->e = p;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!before(&x, &h->e[parent])) break;
-        h->e[i] = h->e[parent];
-        i = parent;
-    }
-    h->e[i] = x;
-    return true;
-}
-
-static entry heap_pop(heap *h) {
-    entry top = h->e[0], x = h->e[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && before(&h->e[c + 1], &h->e[c])) c++;
-        if (!before(&h->e[c], &x)) break;
-        h->e[i] = h->e[c];
-        i = c;
-    }
-    if (h->n) h->e[i] = x;
-    return top;
-}
 
 typedef struct {
     int32_t *id, *prev, *next; /* next/prev: -1 at the ends; id -1 marks a merged-away symbol */
 } symbols;
 
-static bool push_pair(const em_tokenizer_t *tok, heap *h, const symbols *w, int32_t l) {
+static bool push_pair(const em_tokenizer_t *tok, emio_heap *h, const symbols *w, int32_t l) {
     if (l < 0) return true;
     int32_t r = w->next[l];
     if (r < 0) return true;
     int32_t rank, id;
     if (!emio_pairmap_get(&tok->merges, w->id[l], w->id[r], &rank, &id)) return true;
-    return heap_push(h, (entry){rank, l, r, w->id[l], w->id[r]});
+    return emio_heap_push(h, (emio_merge){rank, l, r, w->id[l], w->id[r], 0});
 }
 
 em_status emio_bpe_word(const em_tokenizer_t *tok, const uint8_t *s, size_t n, emio_ids *out) {
@@ -92,7 +44,7 @@ em_status emio_bpe_word(const em_tokenizer_t *tok, const uint8_t *s, size_t n, e
     if (n > INT32_MAX / 2) return em_seterr(EM_ERR_ARG, "em_tokenizer_encode: one word of %zu bytes is too long", n);
     symbols w = {malloc(n * sizeof(int32_t)), malloc(n * sizeof(int32_t)), malloc(n * sizeof(int32_t))};
     int32_t *touched = malloc(n * sizeof(int32_t));
-    heap h = {0};
+    emio_heap h = {0};
     em_status st = EM_OK;
     if (!w.id || !w.prev || !w.next || !touched) goto oom;
     for (size_t i = 0; i < n; i++) {
@@ -103,10 +55,10 @@ em_status emio_bpe_word(const em_tokenizer_t *tok, const uint8_t *s, size_t n, e
     for (size_t i = 0; i + 1 < n; i++)
         if (!push_pair(tok, &h, &w, (int32_t)i)) goto oom;
     while (h.n) {
-        int32_t rank = h.e[0].rank;
+        double rank = h.e[0].key;
         size_t nt = 0;
-        while (h.n && h.e[0].rank == rank) { /* one batch: every occurrence of this pair */
-            entry e = heap_pop(&h);
+        while (h.n && h.e[0].key == rank) { /* one batch: every occurrence of this pair */
+            emio_merge e = emio_heap_pop(&h);
             if (w.id[e.left] != e.lid || w.next[e.left] != e.right || w.id[e.right] != e.rid) continue;
             int32_t r_, merged;
             emio_pairmap_get(&tok->merges, e.lid, e.rid, &r_, &merged);

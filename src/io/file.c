@@ -331,3 +331,40 @@ void emio_pairmap_free(emio_pairmap *m) {
     free(m->keys); free(m->rank); free(m->id);
     memset(m, 0, sizeof *m);
 }
+
+/* ---- merge heap ------------------------------------------------------------------------------ */
+static bool merge_before(const emio_merge *a, const emio_merge *b) {
+    return a->key != b->key ? a->key < b->key : a->left < b->left;
+}
+
+bool emio_heap_push(emio_heap *h, emio_merge x) {
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        emio_merge *p = realloc(h->e, cap * sizeof *p);
+        if (!p) return false;
+        h->e = p;
+        h->cap = cap;
+    }
+    size_t i = h->n++;
+    while (i > 0 && merge_before(&x, &h->e[(i - 1) / 2])) {
+        h->e[i] = h->e[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h->e[i] = x;
+    return true;
+}
+
+emio_merge emio_heap_pop(emio_heap *h) {
+    emio_merge top = h->e[0], x = h->e[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && merge_before(&h->e[c + 1], &h->e[c])) c++;
+        if (!merge_before(&h->e[c], &x)) break;
+        h->e[i] = h->e[c];
+        i = c;
+    }
+    if (h->n) h->e[i] = x;
+    return top;
+}

@@ -86,6 +86,14 @@ bool emio_pairmap_put(emio_pairmap *m, int32_t a, int32_t b, int32_t rank, int32
 bool emio_pairmap_get(const emio_pairmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *id);
 void emio_pairmap_free(emio_pairmap *m);
 
+/* a binary min-heap of candidate merges for BPE encoders: the smallest key first (a merge rank,
+   or a negated score), ties broken by the left position; lid/rid are the symbol ids when pushed
+   (an entry is stale once they changed), merged the resulting id where the caller stores it */
+typedef struct { double key; int32_t left, right, lid, rid, merged; } emio_merge;
+typedef struct { emio_merge *e; size_t n, cap; } emio_heap;
+bool       emio_heap_push(emio_heap *h, emio_merge x); /* false when out of memory */
+emio_merge emio_heap_pop(emio_heap *h);                /* h must be non-empty */
+
 /* ---- JSON (json.c) -------------------------------------------------------------------------- */
 typedef enum { EMJ_NULL, EMJ_FALSE, EMJ_TRUE, EMJ_NUM, EMJ_STR, EMJ_ARR, EMJ_OBJ } emj_type;
 typedef struct {

@@ -120,57 +120,12 @@ em_tokenizer_t *em_tokenizer_load_llama2c(const char *path, int32_t vocab_size) 
 }
 
 /* ---- encode ----------------------------------------------------------------------------------- */
-typedef struct {
-    float score;
-    int32_t left, right, lid, rid, merged;
-} entry;
-
-typedef struct {
-    entry *e;
-    size_t n, cap;
-} heap;
-
-static bool before(const entry *a, const entry *b) {
-    return a->score != b->score ? a->score > b->score : a->left < b->left;
-}
-
-static bool heap_push(heap *h, entry x) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        entry *q = realloc(h->e, cap * sizeof *q);
-        if (!q) return false;
-        h->e = q;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0 && before(&x, &h->e[(i - 1) / 2])) {
-        h->e[i] = h->e[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h->e[i] = x;
-    return true;
-}
-
-static entry heap_pop(heap *h) {
-    entry top = h->e[0], x = h->e[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && before(&h->e[c + 1], &h->e[c])) c++;
-        if (!before(&h->e[c], &x)) break;
-        h->e[i] = h->e[c];
-        i = c;
-    }
-    if (h->n) h->e[i] = x;
-    return top;
-}
 
 typedef struct {
     const em_tokenizer_t *tok;
     int32_t *id, *next, *prev;
     char *scratch; /* 2 * max_token_length */
-    heap h;
+    emio_heap h;
 } merger;
 
 /* pushes the pair (l, next of l) when it concatenates to a token scoring above -1e10 */
@@ -183,7 +138,7 @@ static bool push_pair(merger *M, int32_t l) {
     memcpy(M->scratch + la, t->blob + t->off[b], lb);
     int32_t m = emio_strmap_get(&t->map, M->scratch, la + lb);
     if (m < 0 || !(t->scores[m] > -1e10f)) return true;
-    return heap_push(&M->h, (entry){t->scores[m], l, r, a, b, m});
+    return emio_heap_push(&M->h, (emio_merge){-(double)t->scores[m], l, r, a, b, m});
 }
 
 em_status emio_llama2c_tok_encode(const em_tokenizer_t *t, const uint8_t *s, size_t n, bool bos, emio_ids *out) {
@@ -231,7 +186,7 @@ em_status emio_llama2c_tok_encode(const em_tokenizer_t *t, const uint8_t *s, siz
     for (size_t i = 0; i + 1 < m; i++)
         if (!push_pair(&M, (int32_t)i)) goto oom;
     while (M.h.n) {
-        entry e = heap_pop(&M.h);
+        emio_merge e = emio_heap_pop(&M.h);
         if (M.id[e.left] != e.lid || M.next[e.left] != e.right || M.id[e.right] != e.rid) continue; /* stale */
         M.id[e.left] = e.merged;
         M.id[e.right] = -1;
