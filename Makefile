@@ -48,8 +48,9 @@ $(BUILD)/libember.a: $(OBJ)
 $(BUILD)/libember.so: $(OBJ)
 	$(CC) -shared -o $@ $^ $(LDLIBS_ALL)
 
-$(BUILD)/ember: tools/ember.c $(BUILD)/libember.a
-	$(CC) $(CFLAGS_ALL) $< $(BUILD)/libember.a -o $@ $(LDLIBS_ALL)
+TOOL_SRC := $(sort $(wildcard tools/*.c))
+$(BUILD)/ember: $(TOOL_SRC) tools/cmd.h $(BUILD)/libember.a
+	$(CC) $(CFLAGS_ALL) $(TOOL_SRC) $(BUILD)/libember.a -o $@ $(LDLIBS_ALL)
 
 $(BUILD)/tests/test_gemm: tests/test_gemm.c $(BUILD)/libember.a
 	@mkdir -p $(dir $@)
@@ -78,7 +79,8 @@ run: setup
 	@$(MAKE) --no-print-directory $(BUILD)/examples/mlp
 	$(BUILD)/examples/mlp
 
-$(BUILD)/bench/matmul: bench/matmul.c $(BUILD)/libember.a
+# every bench/<name>.c is one program, build/bench/<name>, linked with OpenBLAS (a peer)
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libember.a
 	@sh scripts/setup bench
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Isrc $< $(BUILD)/libember.a -o $@ -lopenblas $(LDLIBS_ALL)

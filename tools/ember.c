@@ -1,6 +1,7 @@
 /* ember.c - the `ember` command: a front door to the library.
  *
- * Subcommands grow with the project (train, generate, explain ...). For now:
+ * main() dispatches on the first argument through the table `commands`; each subcommand is
+ * one file under tools/ (see tools/cmd.h). Defined here:
  *   ember version      the library version
  *   ember ops          the op table: name, arity and flags of every op
  *   ember ops --markdown   the same as the Markdown table at the top of docs/ops.md
@@ -8,14 +9,30 @@
 #include <ember.h>
 
 #include "../src/ops/op.h"
+#include "cmd.h"
 
 #include <stdio.h>
 #include <string.h>
 
+/* the subcommands: name, one line of help, entry point (tools/cmd.h) */
+static const struct {
+    const char *name, *help;
+    int (*run)(int argc, char **argv);
+} commands[] = {
+    {"version", "print the library version", cmd_version},
+    {"ops", "list the op table (--markdown: as in docs/ops.md)", cmd_ops},
+};
+
 static void usage(FILE *f) {
-    fprintf(f, "usage: ember <command>\n"
-               "  version   print the library version\n"
-               "  ops       list the op table (--markdown: as in docs/ops.md)\n");
+    fprintf(f, "usage: ember <command> [options]   (ember <command> --help for its options)\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+}
+
+int cmd_version(int argc, char **argv) {
+    (void)argc, (void)argv;
+    printf("ember %s\n", em_version());
+    return 0;
 }
 
 static const char *flag_names[] = {"prim", "pointwise", "reduction", "view", "extern", "random",
@@ -59,8 +76,8 @@ static int cmd_ops_markdown(void) {
     return 0;
 }
 
-static int cmd_ops(int argc, char **argv) {
-    if (argc > 2 && !strcmp(argv[2], "--markdown")) return cmd_ops_markdown();
+int cmd_ops(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--markdown")) return cmd_ops_markdown();
     printf("%-16s %4s %4s  %-8s %-8s %-8s  flags\n", "op", "in", "out", "kernel", "backward", "decomp");
     for (int i = 0; i < EMO_NUM_OPS; i++) {
         const emo_def *d = &emo_table[i];
@@ -79,15 +96,12 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (!strcmp(argv[1], "version")) {
-        printf("ember %s\n", em_version());
-        return 0;
-    }
-    if (!strcmp(argv[1], "ops")) return cmd_ops(argc, argv);
-    if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {
+    if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(stdout);
         return 0;
     }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "ember: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
