@@ -85,8 +85,10 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libember.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Isrc $< $(BUILD)/libember.a -o $@ -lopenblas $(LDLIBS_ALL)
 
-bench: $(BUILD)/bench/matmul
-	$(BUILD)/bench/matmul
+# the benchmarks `make bench` runs, in this order (each prints its own table)
+BENCHES := matmul
+bench: $(BENCHES:%=$(BUILD)/bench/%)
+	@for b in $(BENCHES); do echo "== bench/$$b"; $(BUILD)/bench/$$b || exit 1; done
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
