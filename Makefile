@@ -68,16 +68,26 @@ setup:
 	@sh scripts/setup
 
 test: setup
-	@$(MAKE) --no-print-directory $(TEST_BIN) all
+	@$(MAKE) --no-print-directory $(TEST_BIN) all examples
 	@sh scripts/run_tests.sh $(TEST_BIN)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libember.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< $(BUILD)/libember.a -o $@ $(LDLIBS_ALL)
 
+# every examples/<name>.c is one program, build/examples/<name> (`make examples`; `make test` builds them)
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+examples: $(EXAMPLES)
+
+# the main job: a small GPT trained on Debian's fortunes for a few minutes, then its validation loss
+# against the corpus's unigram entropy and a sample (docs/models.md, "The main job"). Running it
+# again resumes an unfinished run or samples from the finished one. DATA=file.txt trains on any
+# text file instead (run directory runs/<file name>); RUN_FLAGS adds `ember train` options.
+DATA ?= fortunes
+RUN_FLAGS ?=
 run: setup
-	@$(MAKE) --no-print-directory $(BUILD)/examples/mlp
-	$(BUILD)/examples/mlp
+	@$(MAKE) --no-print-directory $(BUILD)/ember
+	$(BUILD)/ember train --data $(DATA) --resume $(RUN_FLAGS)
 
 # every bench/<name>.c is one program, build/bench/<name>, linked with OpenBLAS (a peer)
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libember.a
@@ -86,7 +96,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libember.a
 	$(CC) $(CFLAGS_ALL) -Isrc $< $(BUILD)/libember.a -o $@ -lopenblas $(LDLIBS_ALL)
 
 # the benchmarks `make bench` runs, in this order (each prints its own table)
-BENCHES := matmul
+BENCHES := matmul roofline gpt2 compile decode
 bench: $(BENCHES:%=$(BUILD)/bench/%)
 	@for b in $(BENCHES); do echo "== bench/$$b"; $(BUILD)/bench/$$b || exit 1; done
 
@@ -101,7 +111,7 @@ install: all
 clean:
 	rm -rf build build-san
 
-.PHONY: all setup test run bench install clean
+.PHONY: all setup test run examples bench install clean
 .SECONDARY:
 
 # ---- fuzzing (src/io loaders, the graph parser): libFuzzer targets built with clang, ASan and UBSan ----------------
@@ -112,7 +122,7 @@ clean:
 FUZZ_SECONDS ?= 20
 FUZZ_CC ?= clang
 FUZZ_BUILD ?= build-fuzz
-FUZZ_TARGETS := safetensors llama2c gpt2_tokenizer llama2c_tokenizer bpe graph
+FUZZ_TARGETS := safetensors llama2c gpt2_tokenizer llama2c_tokenizer bpe graph model
 FUZZ_CFLAGS = -std=c11 -g -O1 -fno-omit-frame-pointer -fopenmp -D_GNU_SOURCE -Iinclude -Isrc \
               -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_OBJ := $(SRC:%.c=$(FUZZ_BUILD)/%.o)

@@ -276,14 +276,24 @@ em_status    em_fill(em_tensor_t *dst, double value);
  * that pass the guards run the compiled program without calling fn. em_assign into realized
  * tensors and gradients from an em_backward inside fn are written back after each run, so a
  * whole training step compiles to one program. fn must read the same tensors (through ctx) on
- * every call and must not read tensor data (em_item, em_to_data): that is a graph break, after
- * which the function runs eagerly (or, with fullgraph, em_call fails naming the read). */
+ * every call. Reading tensor data (em_item, em_to_data) inside fn is a graph break: fn then runs
+ * as compiled segments split at the reads (or, with fullgraph, em_call fails naming the read).
+ * EMBER_LOG=recompiles,guards,breaks,cache and EMBER_DEBUG_DIR show what the compiler did and
+ * why (docs/troubleshooting.md). */
 typedef em_status (*em_traceable_fn)(void *ctx, em_tensor_t *const *in, int n_in, em_tensor_t **out, int n_out);
 typedef struct em_compiled em_compiled_t;
+/* Dynamic shapes (docs/compiler.md, docs/troubleshooting.md). AUTO: an argument dim whose size
+   changes between calls (to a size >= 2; sizes 0 and 1 stay specialized) becomes symbolic: one
+   generalised program, compiled once, serves every later size of it (each new size is traced and
+   its generated code checked against the generalised one, without compiling). Dims marked with
+   em_mark_dynamic are symbolic from the first call. OFF: every new size is a new specialization.
+   ALL: every argument dim of size >= 2 is symbolic from the first call. */
+typedef enum { EM_DYNAMIC_AUTO = 0, EM_DYNAMIC_OFF, EM_DYNAMIC_ALL } em_dynamic_mode;
 typedef struct {
-    bool fullgraph;        /* a graph break is an error instead of an eager fallback */
+    bool fullgraph;        /* a graph break is an error instead of running as compiled segments */
     int recompile_limit;   /* specializations kept before falling back to eager (0: default 8) */
     const char *backend;   /* "c" (default: generated C, JIT-compiled and cached) or "interp" */
+    em_dynamic_mode dynamic; /* dynamic shapes (em_dynamic_mode above); 0 is EM_DYNAMIC_AUTO */
 } em_compile_opts;
 em_compiled_t *em_compile(em_traceable_fn fn, void *ctx, const em_compile_opts *opts); /* opts may be NULL */
 em_status      em_call(em_compiled_t *f, em_tensor_t *const *in, int n_in, em_tensor_t **out, int n_out);
@@ -292,10 +302,28 @@ typedef struct {
     int compiles, cache_hits, disk_cache_hits, recompiles, graph_breaks, kernels, eager_calls;
     double compile_ms;
     int graph_nodes;       /* nodes in the most recently compiled graph */
+    int segments;          /* graph-break segments compiled (a function with breaks runs as segments) */
+    /* the memory plan of the most recently compiled program (backend "c"): intermediates live in
+       one arena per program, buffers reused once dead. planned_peak_bytes is the arena's size;
+       unplanned_bytes what the same buffers take without reuse (each 64-byte aligned). */
+    int64_t planned_peak_bytes, unplanned_bytes;
+    /* dynamic shapes: generalised programs made (each is one of `compiles`), sizes they served
+       without compiling, and sizes whose code did not match and got their own specialization */
+    int dynamic_programs, dynamic_sizes, dynamic_fallbacks;
 } em_compile_stats;
 em_compile_stats em_compiled_stats(const em_compiled_t *f);
 /* the most recently compiled graph in Ember's text form (malloc'ed; NULL when none) */
 char *em_compiled_graph(const em_compiled_t *f);
+/* runs fn once (under the tracer, then as graph-break segments where it reads data) and returns
+   a report, like torch._dynamo.explain: the graphs, every graph break with its reason and call
+   site, the guards, and the op counts (malloc'ed text; NULL + error on failure). The outputs fn
+   makes are released; fn's writes (em_assign, gradients) do happen, once. */
+char *em_explain(em_traceable_fn fn, void *ctx, em_tensor_t *const *in, int n_in, int n_out);
+/* declares dim of the argument t dynamic before the first em_call that passes t (negative dims
+   count from the end): that call compiles a generalised program for every size >= 2 of it.
+   Marks belong to this tensor handle (not to views of it); argument dims with the same size in
+   a call share one symbol (they must stay equal, or the call misses). */
+em_status em_mark_dynamic(em_tensor_t *t, int dim);
 
 /* ---- io: state dicts, checkpoint formats, tokenizers (src/io/) --------------------------- */
 /* (io section: begin) */
@@ -461,6 +489,49 @@ em_status em_model_load_params(em_model_t *m, const char *const *names, em_tenso
 em_status em_model_load_gpt2_hf(em_model_t *m, const char *const *names, em_tensor_t *const *tensors, int n);
 em_status em_model_zero_grad(em_model_t *m);
 
+/* ---- LoRA: low-rank adapters for fine-tuning (src/nn/lora.c) --------------------------------
+ * An adapted linear computes x W^T + b + (alpha/r) (dropout(x) A^T) B^T with two new parameters,
+ * A (r, in) and B (out, r), named after the module: "h.0.attn.c_attn.lora_A", "...lora_B",
+ * "layers.0.attention.wq.lora_A", ... They are appended to the model's parameter list (base
+ * indices do not move). A starts as PEFT's default (Kaiming-uniform, a = sqrt(5): U(-1/sqrt(in),
+ * 1/sqrt(in))) and B at 0, so the adapted model computes exactly what the base did. Adding turns
+ * requires_grad off on every base parameter (dropping their gradients): backward reaches only
+ * the adapters. The eager forward, em_compile'd functions (the adapters are parameters like any
+ * other) and em_model_forward_cached all apply them. Load base weights before adding adapters
+ * (a strict load then expects the adapters too). Adding reallocates the parameter list: take
+ * em_model_params / em_model_trainable_params again afterwards. */
+typedef struct {
+    int rank;            /* r >= 1, at most min(out, in) of every adapted linear */
+    double alpha;        /* scale = alpha / r; 0 means alpha = r (scale 1) */
+    double dropout;      /* on the adapter input, in training mode with grad mode on; [0, 1) */
+    /* comma-separated modules to adapt: a name or a suffix of one at a '.' (GPT-2: "c_attn",
+       "attn.c_proj", "mlp.c_fc", "mlp.c_proj", "c_proj" = both; Llama: "wq", "wk", "wv", "wo", "w1",
+       "w2", "w3"; "h.0.mlp.c_fc" = one layer's), or the groups "attn", "mlp", "all". NULL or "":
+       "all" (every linear of every block; never the embeddings or the classifier) */
+    const char *targets;
+    uint64_t seed;       /* A is drawn from Philox(seed); the global generator is left alone */
+} em_lora_config;
+/* EM_ERR_ARG on a bad rank, alpha, dropout or a target that names no linear; EM_ERR_STATE when
+   the model has adapters already (merge them first). On error the model is unchanged. */
+em_status em_model_add_lora(em_model_t *m, const em_lora_config *cfg);
+int       em_model_num_lora(em_model_t *m);   /* adapted linears (0: none), -1 on a NULL model */
+/* the parameters that require grad, in model order (with adapters: every lora_A and lora_B; without:
+   every parameter), for em_adamw_new and em_clip_grad_norm. Borrowed; valid until the next call
+   of this function, em_model_add_lora / merge / load_lora, or em_model_free. */
+em_tensor_t *const *em_model_trainable_params(em_model_t *m, int *n);
+/* folds W += (alpha/r) B A into each adapted weight (under no-grad), removes the adapters from the
+   model and turns requires_grad back on where add turned it off. An optimizer built over the
+   adapters keeps its own references to them; free it. EM_ERR_STATE when there are none.
+   em_model_save merges the same way into the file it writes (the model keeps its adapters), so a
+   model file never holds adapters: it loads as a plain model. */
+em_status em_model_merge_lora(em_model_t *m);
+/* the adapters alone: a safetensors file of every lora_A / lora_B with "ember.format" = "lora" and
+   the rank, alpha, dropout, architecture and adapted modules in its metadata (atomic write).
+   Loading adds the adapters to a model that has none (EM_ERR_STATE otherwise) and fills them;
+   the model must have the base's shapes. A bad file leaves the model unchanged. */
+em_status em_model_save_lora(em_model_t *m, const char *path);
+em_status em_model_load_lora(em_model_t *m, const char *path);
+
 /* KV cache for inference: per layer, keys and values (B, NKV, max_T, HS) in the model's dtype. */
 typedef struct em_kv_cache em_kv_cache_t;
 em_kv_cache_t *em_kv_cache_new(em_model_t *m, int batch, int max_T);  /* max_T <= block_size */
@@ -519,6 +590,148 @@ em_tensor_t *em_clip_grad_norm_tensor(em_tensor_t *const *params, int n, double 
    r = (step - warmup) / (max_steps - warmup). */
 double em_lr_cosine(int64_t step, int64_t warmup, int64_t max_steps, double max_lr, double min_lr);
 /* (nn section: end) */
+
+/* ---- training: model files, checkpoints, data, the trainer (src/nn/checkpoint.c, data.c, trainer.c) */
+/* (train section: begin) */
+/* Model files: safetensors with every parameter under its name and the config in the metadata
+   ("ember.format" = "model", "ember.arch", "ember.vocab_size", ...: docs/models.md). Saving is
+   atomic (temp file, fsync, rename). em_model_load validates every field, shape and dtype and
+   returns NULL + a message naming the file and the field; it also reads training checkpoints
+   (their model part), llama2.c checkpoints and Hugging Face GPT-2 safetensors files. */
+em_status   em_model_save(em_model_t *m, const char *path);
+em_model_t *em_model_load(const char *path);
+
+/* Text corpora: "fortunes" is Debian's fortune files (/usr/share/games/fortunes, package
+   `fortunes`), a directory is read the same way (its files F that have an index F.dat), anything
+   else is one text file. In fortune files the "%" separator lines are removed and each fortune is
+   followed by "<|endoftext|>" (the BPE and GPT-2 tokenizers' end-of-text id). *text is malloc'ed
+   and NUL-terminated (free() it); *len excludes the NUL. */
+em_status em_text_read(const char *name, char **text, size_t *len);
+
+/* A tokenized corpus split deterministically into training and validation: the ids are cut into
+   chunks of 1024 tokens and every round(1 / val_fraction)-th chunk is validation (val_fraction in
+   [0, 0.5]). The dataset copies ids; every id must be in [0, vocab_size). */
+typedef struct em_dataset em_dataset_t;
+em_dataset_t *em_dataset_new(const int32_t *ids, int64_t n, int32_t vocab_size, double val_fraction);
+void          em_dataset_free(em_dataset_t *d);                   /* NULL is fine */
+int64_t       em_dataset_num_tokens(const em_dataset_t *d, bool val);
+int32_t       em_dataset_vocab_size(const em_dataset_t *d);
+uint64_t      em_dataset_hash(const em_dataset_t *d);             /* of both splits' ids */
+/* the entropy of the corpus's token frequencies (both splits), nats/token: the loss of a model
+   that ignores context */
+double        em_dataset_unigram_entropy(const em_dataset_t *d);
+/* training batch number `index`: B windows of T + 1 tokens of the training split, window b starting
+   at a Philox(seed) draw at counter index * B + b; x is tokens 0..T-1 and y tokens 1..T, (B, T) i64.
+   A pure function of (seed, index): the data position of a run is the index of its next batch. */
+em_status     em_dataset_batch(const em_dataset_t *d, uint64_t seed, uint64_t index, int B, int T,
+                               em_tensor_t **x, em_tensor_t **y);
+/* validation: windows [first, first + B) of the non-overlapping windows of T + 1 tokens (window w
+   starts at token w T) of the validation split, of which there are em_dataset_val_windows */
+int64_t       em_dataset_val_windows(const em_dataset_t *d, int T);
+em_status     em_dataset_val_batch(const em_dataset_t *d, int64_t first, int B, int T, em_tensor_t **x,
+                                   em_tensor_t **y);
+
+/* The trainer: AdamW (weight decay on 2-D weights only), llm.c's warm-up + cosine schedule, global
+   gradient clipping, gradient accumulation, and by default the whole step (forward, backward,
+   clipping, AdamW) compiled with em_compile into one program; `ember train` is a front end to it. */
+typedef struct {
+    int batch;            /* B sequences per micro-batch */
+    int seq_len;          /* T, at most the model's block_size */
+    int accum;            /* micro-batches per optimizer step (gradient accumulation) */
+    int64_t max_steps;    /* the schedule's length (stepping past it keeps min_lr) */
+    int64_t warmup;       /* linear warm-up steps */
+    double lr, min_lr;    /* peak and final learning rate */
+    double weight_decay;  /* AdamW's, on 2-D weights */
+    double beta1, beta2, eps;
+    double grad_clip;     /* max global gradient norm; 0: no clipping */
+    uint64_t seed;        /* the data order (and the global RNG, for dropout) */
+    bool eager;           /* run the step eagerly instead of compiled */
+} em_train_config;
+/* B 16, T 128, accum 1, 1000 steps, warm-up 100, lr 1e-3 -> 1e-4, wd 0.1, betas (0.9, 0.95),
+   eps 1e-8, clip 1.0, seed 1337, compiled */
+void em_train_config_default(em_train_config *c);
+typedef struct {
+    int64_t step;         /* steps taken, this one included */
+    double loss;          /* mean training loss of the step's micro-batches */
+    double lr;            /* the learning rate it used */
+    double grad_norm;     /* before clipping (NaN without clipping) */
+    int64_t tokens;       /* tokens it trained on */
+} em_train_stats;
+typedef struct em_trainer em_trainer_t;
+/* takes ownership of m on success (em_trainer_free frees it); borrows data, which must outlive the
+   trainer. Seeds the global RNG with cfg->seed. */
+em_trainer_t *em_trainer_new(em_model_t *m, const em_dataset_t *data, const em_train_config *cfg);
+/* a trainer from a checkpoint that em_trainer_save wrote, on the same data (checked by hash):
+   model, optimizer state, step, data position, global RNG and settings restored, so training
+   continues bit for bit. */
+em_trainer_t *em_trainer_resume(const char *path, const em_dataset_t *data);
+void          em_trainer_free(em_trainer_t *t);                   /* and its model; NULL is fine */
+em_status     em_trainer_step(em_trainer_t *t, em_train_stats *stats); /* stats may be NULL */
+/* mean validation loss (nats/token) over at most max_batches (<= 0: all) batches of B windows,
+   evenly spaced over the validation split; NaN + error on failure */
+double        em_trainer_eval(em_trainer_t *t, int max_batches);
+/* a checkpoint: one safetensors file, written atomically (temp file, fsync, rename), that
+   em_trainer_resume continues and em_model_load reads as a model (docs/models.md) */
+em_status     em_trainer_save(em_trainer_t *t, const char *path);
+/* the caller's own string settings, saved in checkpoints and restored by em_trainer_resume */
+em_status     em_trainer_set_meta(em_trainer_t *t, const char *key, const char *value);
+const char   *em_trainer_meta(em_trainer_t *t, const char *key);  /* borrowed; NULL when absent */
+em_model_t     *em_trainer_model(em_trainer_t *t);                /* borrowed */
+em_optimizer_t *em_trainer_optimizer(em_trainer_t *t);            /* borrowed */
+const em_train_config *em_trainer_config(em_trainer_t *t);        /* borrowed */
+int64_t       em_trainer_get_step(em_trainer_t *t);
+/* changes the settings of a run (say max_steps, to train longer after a resume); batch, seq_len,
+   accum, seed, betas and eps must stay as they are */
+em_status     em_trainer_set_config(em_trainer_t *t, const em_train_config *cfg);
+/* (train section: end) */
+
+/* ---- generation: sampling from a model with a KV cache (src/nn/generate.c) ------------------ */
+/* (generation section: begin) */
+/* B prompts of unequal lengths go in one batch without padding: rows start together, each row is
+   fed its own prompt tokens while they last (forced, nothing is sampled) and samples after that,
+   so every row sees exactly its own sequence and gets the tokens it would get alone. The common
+   prefix (the shortest prompt) is one eager cached forward (the prefill); then one token per row
+   per step through the decode step: compiled by default (one program for every step: the
+   position is a tensor and the cache writes are functionalized, docs/models.md "Generation"), or
+   em_model_forward_cached eagerly with opts.eager.
+   Sampling, per row and token, on the float logits z of the last position (in double):
+   temperature 0 is greedy: the first id with the largest logit (llama2.c's argmax). Otherwise
+   z / temperature; with top_k > 0 only the k largest survive (ties: the lower id first); with
+   0 < top_p < 1 the survivors are sorted by probability (softmax over them; ties: lower id) and
+   the shortest prefix whose probabilities sum to >= top_p is kept; probabilities are renormalised
+   over what is kept and the token is the first in that order (ascending id when neither filter
+   is on) whose cumulative probability exceeds u, where u in [0, 1) for the i-th sampled token of
+   row b is Philox4x32-10 (key seed, counter b * 2^32 + i): u = ((w0 >> 5) * 2^26 + (w1 >> 6)) /
+   2^53. The global generator (em_manual_seed) is neither read nor moved. */
+typedef bool (*em_token_fn)(void *ctx, int row, int64_t i, int32_t token); /* false: stop this row */
+typedef struct {
+    int max_new_tokens;   /* per row, >= 1 */
+    double temperature;   /* 0: greedy */
+    int top_k;            /* 0: off */
+    double top_p;         /* 0 or 1: off; else in (0, 1) */
+    uint64_t seed;        /* the sampling stream (unused when greedy) */
+    bool stop_at_eos;     /* a row stops after emitting eos_id (which is kept in its output) */
+    int32_t eos_id;
+    bool eager;           /* the decode step runs eagerly instead of compiled */
+    em_token_fn on_token; /* called for each new token as it is chosen (streaming); may be NULL */
+    void *ctx;            /* passed to on_token */
+} em_generate_opts;
+typedef struct {
+    int64_t prefill_tokens;  /* B x the shortest prompt */
+    double prefill_ms;
+    int64_t decode_steps;    /* decode-step calls (each one token for every row) */
+    double decode_ms;        /* all of them, compile time included */
+    int64_t new_tokens;      /* generated, all rows */
+    int decode_compiles;     /* compiles of the decode program (1 when compiled, 0 eager) */
+    double compile_ms;
+} em_generate_stats;
+/* prompts[b] holds lengths[b] >= 1 ids in [0, V); needs max(lengths) + max_new_tokens - 1 <=
+   block_size. out is (B, max_new_tokens) row-major; row b gets out_lengths[b] tokens (fewer than
+   max_new_tokens when it stopped at EOS or on_token said stop; the rest of the row is -1).
+   stats may be NULL. EM_ERR_* with a message on bad arguments. */
+em_status em_generate(em_model_t *m, const int32_t *const *prompts, const int64_t *lengths, int B,
+                      const em_generate_opts *opts, int32_t *out, int64_t *out_lengths, em_generate_stats *stats);
+/* (generation section: end) */
 
 /* ---- runtime ------------------------------------------------------------------------------ */
 void em_set_num_threads(int n);   /* default: $EMBER_NUM_THREADS, else all cores */

@@ -2,11 +2,14 @@
  * (through the stats and the generated source), the disk cache across processes, a broken C
  * compiler, and compiled training steps.
  *
+ * (The op-table cases, compiled, are in test_ops: tests/lib/compiled_ops.c.)
+ *
  * Each case is a function traced with the capture machinery and compiled with
  * emc_compile_graph (or through em_compile with backend "c"), run on random inputs and compared
  * with the same function run eagerly. The cache lives in a fresh temporary directory the test
  * makes (EMBER_CACHE_DIR) and removes at the end. `test_codegen --child DIR` is the second
- * process of the disk-cache test.
+ * process of the disk-cache test; `test_codegen --example` prints docs/compiler.md's worked example
+ * (run it with EMBER_LOG=graph,fusion,code,cache), which the log and doc tests run as a child.
  */
 #include "harness.h"
 
@@ -756,174 +759,7 @@ static void test_models(void) {
     }
 }
 
-/* ---- every case of the op-table test (tests/ops/), compiled --------------------------------------------
- * For each group of cases and each dtype, one function runs every case's forward on its inputs;
- * it is traced and compiled once and its outputs are compared with the eager ones (the op test's
- * tolerances). In f64, a second function also runs backward with fixed cotangents and returns the
- * inputs' gradients, so compiled training graphs of every differentiable op are checked too. */
-#define OPS_MAX 256
-
-typedef struct {
-    const th_case *c[OPS_MAX];
-    int n_case, first_in[OPS_MAX], first_out[OPS_MAX], n_outs[OPS_MAX], first_w[OPS_MAX];
-    int n_in_total;
-    bool grad;                        /* return input gradients instead of outputs */
-    em_tensor_t *w[OPS_MAX * TH_MAX_OUT]; /* cotangents (grad mode) */
-} ops_ctx;
-
-static em_status ops_fn(void *vctx, em_tensor_t *const *in, int n_in, em_tensor_t **out, int n_out) {
-    ops_ctx *o = vctx;
-    (void)n_in;
-    (void)n_out;
-    int w = 0;
-    for (int k = 0; k < o->n_case; k++) {
-        const th_case *c = o->c[k];
-        em_tensor_t *cin[TH_MAX_IN], *cout[TH_MAX_OUT] = {0};
-        for (int i = 0; i < c->n_in; i++) cin[i] = in[o->first_in[k] + i];
-        int n = c->fwd(cin, c, cout);
-        if (n != o->n_outs[k]) return em_seterr(EM_ERR_STATE, "case %s [%s] gave %d outputs", c->op, c->label, n);
-        if (!o->grad) {
-            for (int j = 0; j < n; j++) out[w++] = cout[j];
-            continue;
-        }
-        int last = -1;
-        em_tensor_t **wk = o->w + o->first_w[k];
-        for (int j = 0; j < n; j++)
-            if (wk[j]) last = j;
-        for (int j = 0; j <= last; j++)
-            if (wk[j] && em_backward_ex(cout[j], wk[j], j < last) != EM_OK) return em_last_status();
-        for (int i = 0; i < c->n_in; i++) {
-            em_tensor_t *g = em_requires_grad(cin[i]) ? em_grad(cin[i]) : NULL;
-            out[w++] = g ? em_mul_scalar(g, 1.0) : em_zeros((int64_t[]){1}, 1, EM_F64);
-        }
-    }
-    return EM_OK;
-}
-
-/* runs the cases of group g that include dtype dt (grad: f64 gradients); returns failures */
-static void ops_group(const th_case *g, const char *gname, em_dtype dt, bool grad) {
-    em_scope_t *s = em_scope_begin();
-    static ops_ctx o;
-    memset(&o, 0, sizeof o);
-    o.grad = grad;
-    em_tensor_t *in[OPS_MAX * TH_MAX_IN], *eager[OPS_MAX * TH_MAX_OUT];
-    int n_out = 0, n_w = 0, skipped = 0;
-    for (const th_case *c = g; c->op && o.n_case < OPS_MAX; c++) {
-        unsigned mask = c->dtypes ? c->dtypes : (TH_F32 | TH_F64);
-        if (!(mask & (1u << dt)) || (grad && !c->grad)) continue;
-        th_seed((uint64_t)(c - g) * 7919 + 17);
-        int k = o.n_case, base = o.n_in_total;
-        for (int i = 0; i < c->n_in; i++) {
-            in[base + i] = th_make_input(&c->in[i], dt);
-            if (grad && em_dtype_is_float(em_type(in[base + i])) && !c->in[i].nodiff) em_set_requires_grad(in[base + i], true);
-        }
-        em_tensor_t *cout[TH_MAX_OUT] = {0};
-        int n = c->fwd(in + base, c, cout);
-        if (n <= 0) continue; /* a case that errors eagerly (error cases) */
-        o.c[k] = c;
-        o.first_in[k] = base;
-        o.first_out[k] = grad ? n_out : n_out;
-        o.first_w[k] = n_w;
-        o.n_outs[k] = n;
-        if (grad) {
-            for (int j = 0; j < n; j++) {
-                o.w[n_w + j] = NULL;
-                if (em_dtype_is_float(em_type(cout[j])) && em_requires_grad(cout[j]))
-                    o.w[n_w + j] = th_randn(em_shape(cout[j]), em_ndim(cout[j]), em_type(cout[j]));
-            }
-        }
-        /* this case alone, on its own inputs: eager results (gradients) and whether it traces
-           (cases that look at storage, such as "the copy does not share storage", do not) */
-        ops_ctx *one = calloc(1, sizeof *one);
-        *one = o;
-        one->n_case = 1;
-        one->c[0] = c;
-        one->first_in[0] = 0;
-        one->first_w[0] = n_w;
-        one->n_outs[0] = n;
-        em_tensor_t **ins = in + base, *res[TH_MAX_IN + TH_MAX_OUT] = {0};
-        int nres = grad ? c->n_in : n;
-        bool ok = true;
-        if (grad) {
-            ok = ops_fn(one, ins, c->n_in, res, nres) == EM_OK;
-            for (int i = 0; i < c->n_in; i++)
-                if (em_requires_grad(ins[i])) em_zero_grad(ins[i]);
-        } else {
-            for (int j = 0; j < n; j++) res[j] = cout[j];
-        }
-        emcap_trace tr1;
-        if (ok && emcap_trace_fn(ops_fn, one, ins, c->n_in, nres, true, &tr1) == EM_OK) emcap_trace_free(&tr1);
-        else ok = false;
-        free(one);
-        if (!ok) {
-            skipped++;
-            continue;
-        }
-        for (int j = 0; j < nres; j++) eager[n_out++] = res[j];
-        o.n_in_total += c->n_in;
-        if (grad) n_w += n;
-        o.n_case++;
-    }
-    if (skipped) printf("%s cases %s%s: %d case(s) not traceable, skipped\n", gname, em_dtype_name(dt),
-                        grad ? " gradients" : "", skipped);
-    if (o.n_case == 0) {
-        em_scope_end(s);
-        return;
-    }
-    emcap_trace tr;
-    em_clear_error();
-    em_status st = emcap_trace_fn(ops_fn, &o, in, o.n_in_total, n_out, true, &tr);
-    TH_CHECK(st == EM_OK, "%s cases %s%s trace", gname, em_dtype_name(dt), grad ? " gradients" : "");
-    if (st != EM_OK) {
-        em_scope_end(s);
-        return;
-    }
-    emg_cse(tr.g);
-    emg_dce(tr.g);
-    emc_program *p = emc_compile_graph(tr.g, NULL);
-    TH_CHECK(p != NULL, "%s cases %s%s compile (%d cases)", gname, em_dtype_name(dt), grad ? " gradients" : "", o.n_case);
-    em_tensor_t **got = calloc((size_t)tr.g->n_outputs + 1, sizeof *got);
-    em_tensor_t **ins = calloc((size_t)tr.g->n_inputs + 1, sizeof *ins);
-    for (int i = 0; i < o.n_in_total; i++) ins[i] = in[i];
-    for (int i = 0; i < tr.n_lifted; i++) ins[o.n_in_total + i] = tr.lifted[i];
-    if (p && getenv("EMBER_TEST_VERBOSE"))
-        printf("%s cases %s%s: %d cases, %d nodes, %d kernels, %d fallbacks\n", gname, em_dtype_name(dt),
-               grad ? " gradients" : "", o.n_case, emc_program_stats(p)->graph_nodes, emc_program_stats(p)->kernels,
-               emc_program_stats(p)->fallbacks);
-    if (p) {
-        st = emc_run(p, ins, tr.g->n_inputs, got);
-        TH_CHECK(st == EM_OK, "%s cases %s run: %s", gname, em_dtype_name(dt), em_last_error());
-        for (int k = 0; st == EM_OK && k < o.n_case; k++) {
-            const th_case *c = o.c[k];
-            int n = grad ? c->n_in : o.n_outs[k];
-            for (int j = 0; j < n; j++) {
-                int q = o.first_out[k] + j;
-                th_rt want = th_rt_from(eager[q]);
-                char what[200];
-                snprintf(what, sizeof what, "%s [%s] %s%s output %d", c->op, c->label, em_dtype_name(dt),
-                         grad ? " gradient" : "", j);
-                double tol = th_tol(want.dtype) * (c->tol > 0 ? c->tol : 1.0) * (grad ? 10 : 1);
-                TH_CHECK(th_compare(got[q], &want, tol, what), "%s compiled == eager", what);
-                th_rt_free(&want);
-            }
-        }
-    }
-    emc_program_free(p);
-    free(got);
-    free(ins);
-    emcap_trace_free(&tr);
-    em_scope_end(s);
-}
-
-static void test_op_cases(void) {
-    const th_case *groups[] = {th_cases_view, th_cases_pointwise, th_cases_reduce, th_cases_nn, th_cases_shape,
-                               th_cases_linalg};
-    const char *names[] = {"view", "pointwise", "reduce", "nn", "shape", "linalg"};
-    for (int gi = 0; gi < 6; gi++) {
-        for (int dt = 0; dt < EM_NUM_DTYPES; dt++) ops_group(groups[gi], names[gi], (em_dtype)dt, false);
-        ops_group(groups[gi], names[gi], EM_F64, true);
-    }
-}
+/* every case of the op-table test runs compiled in tests/test_ops.c (tests/lib/compiled_ops.c) */
 
 /* the function both processes of the disk-cache test compile */
 static em_status cached_fn(void *c, em_tensor_t *const *in, int n, em_tensor_t **out, int m) {
@@ -1014,7 +850,224 @@ static void test_broken_compiler(void) {
     em_scope_end(s);
 }
 
+/* ---- the memory plan: planned peak < the sum of the intermediates ------------------------------------------
+ * x @ W1 @ W2 @ W3 @ W4 (four matmul kernels): the three intermediate products need buffers (matmul
+ * operands), but each is dead once the next product is computed, so the third reuses the first's
+ * bytes: the arena holds two of them, not three. */
+static em_status f_chain_mm(void *c, em_tensor_t *const *in, int n, em_tensor_t **out, int m) {
+    (void)c, (void)n, (void)m;
+    em_tensor_t *h = in[0];
+    for (int i = 1; i <= 4; i++) h = em_matmul(h, in[i]);
+    out[0] = h;
+    return out[0] ? EM_OK : em_last_status();
+}
+
+static void test_memory_plan(void) {
+    em_scope_t *s = em_scope_begin();
+    th_seed(11);
+    em_tensor_t *in[5];
+    for (int i = 0; i < 5; i++) in[i] = em_mul_scalar(th_randn((int64_t[]){64, 64}, 2, EM_F32), i ? 0.125 : 1.0);
+    const int64_t one = 64 * 64 * 4;
+    emc_program *p = check_case("matmul chain", f_chain_mm, NULL, in, 5, 1, 1e-5);
+    const emc_stats *st = emc_program_stats(p);
+    TH_CHECK(st && st->unplanned_bytes == 3 * one, "three intermediates of %lld bytes (%lld)", (long long)one,
+             st ? (long long)st->unplanned_bytes : -1LL);
+    TH_CHECK(st && st->planned_peak_bytes == 2 * one && st->planned_peak_bytes < st->unplanned_bytes,
+             "the planned peak reuses a dead buffer: %lld < %lld", st ? (long long)st->planned_peak_bytes : -1LL,
+             st ? (long long)st->unplanned_bytes : -1LL);
+    emc_program_free(p);
+    /* the same numbers through em_compile's public stats */
+    em_compiled_t *f = em_compile(f_chain_mm, NULL, &(em_compile_opts){.fullgraph = true});
+    em_tensor_t *o = NULL;
+    TH_CHECK(em_call(f, in, 5, &o, 1) == EM_OK, "the chain runs through em_compile");
+    em_compile_stats cs = em_compiled_stats(f);
+    TH_CHECK(cs.planned_peak_bytes == 2 * one && cs.unplanned_bytes == 3 * one,
+             "em_compiled_stats reports the plan: peak %lld, without reuse %lld", (long long)cs.planned_peak_bytes,
+             (long long)cs.unplanned_bytes);
+    em_compiled_free(f);
+    /* a program with no intermediates has an empty arena */
+    em_compiled_t *g = em_compile(cached_fn, NULL, NULL);
+    TH_CHECK(em_call(g, in, 1, &o, 1) == EM_OK && em_compiled_stats(g).planned_peak_bytes == 0 &&
+             em_compiled_stats(g).unplanned_bytes == 0, "softmax alone needs no arena");
+    em_compiled_free(g);
+    em_scope_end(s);
+}
+
+/* ---- the worked example of docs/compiler.md, and the logs ---------------------------------------------------
+ * `test_codegen --example` compiles example_fn in a fresh cache directory through em_compile, calls
+ * it twice, compiles it again through a second em_compile (a disk hit), and prints the generated C.
+ * Run with EMBER_LOG=graph,fusion,code,cache it prints everything docs/compiler.md shows. The tests
+ * below run it as a child process with one log channel at a time and check what each printed, and
+ * check that the example's text in docs/compiler.md is still what the code prints. */
+static em_status example_fn(void *c, em_tensor_t *const *in, int n, em_tensor_t **out, int m) {
+    (void)c, (void)n, (void)m;
+    /* linear + bias + gelu, then a softmax over each row */
+    out[0] = em_softmax(em_gelu(em_linear(in[0], in[1], in[2])), -1);
+    return out[0] ? EM_OK : em_last_status();
+}
+
+static int example_main(void) {
+    char tmpl[] = "/tmp/ember-cg-ex-XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    if (!dir) return 1;
+    setenv("EMBER_CACHE_DIR", dir, 1);
+    em_scope_t *s = em_scope_begin();
+    em_manual_seed(1);
+    em_tensor_t *in[3] = {em_randn((int64_t[]){4, 8}, 2, EM_F32), em_randn((int64_t[]){16, 8}, 2, EM_F32),
+                          em_randn((int64_t[]){16}, 1, EM_F32)};
+    em_tensor_t *o = NULL, *e = NULL;
+    int rc = 0;
+    em_compiled_t *f = em_compile(example_fn, NULL, &(em_compile_opts){.fullgraph = true});
+    for (int i = 0; i < 2 && rc == 0; i++) rc = em_call(f, in, 3, &o, 1) == EM_OK ? 0 : 2;
+    em_compiled_t *f2 = em_compile(example_fn, NULL, &(em_compile_opts){.fullgraph = true});
+    if (rc == 0) rc = em_call(f2, in, 3, &o, 1) == EM_OK ? 0 : 3;
+    example_fn(NULL, in, 3, &e, 1);
+    if (rc == 0 && !(max_rel(o, e) < 1e-6)) rc = 4;
+    em_compile_stats a = em_compiled_stats(f), b = em_compiled_stats(f2);
+    fflush(stderr);
+    printf("==== stats: %d kernel(s), first compile: disk hits %d, second: disk hits %d\n", a.kernels,
+           a.disk_cache_hits, b.disk_cache_hits);
+    DIR *d = opendir(dir);
+    for (struct dirent *ent; d && (ent = readdir(d));) {
+        size_t l = strlen(ent->d_name);
+        if (l < 3 || strcmp(ent->d_name + l - 2, ".c")) continue;
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
+        FILE *src = fopen(path, "r");
+        printf("==== generated C\n");
+        for (int ch; src && (ch = fgetc(src)) != EOF;) putchar(ch);
+        if (src) fclose(src);
+    }
+    if (d) closedir(d);
+    em_compiled_free(f);
+    em_compiled_free(f2);
+    em_scope_end(s);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) rc = 5;
+    return rc;
+}
+
+/* runs `test_codegen --example` with EMBER_LOG=spec; returns its stdout and stderr (malloc'ed) */
+static char *run_example(const char *spec, int *status) {
+    char path[] = "/tmp/ember-cg-log-XXXXXX";
+    int fd = mkstemp(path);
+    *status = -1;
+    if (fd < 0) return NULL;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        setenv("EMBER_LOG", spec, 1);
+        execl("/proc/self/exe", "test_codegen", "--example", (char *)NULL);
+        _exit(99);
+    }
+    int st = -1;
+    waitpid(pid, &st, 0);
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    off_t n = lseek(fd, 0, SEEK_END);
+    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (text && pread(fd, text, (size_t)n, 0) != (ssize_t)n) n = 0;
+    if (text) text[n] = 0;
+    close(fd);
+    unlink(path);
+    return text;
+}
+
+static void test_logs(void) {
+    static const struct {
+        const char *chan;
+        const char *want[6];
+    } cases[] = {
+        {"graph", {"[ember graph] traced graph (", "= softmax(", "[ember graph] after CSE and DCE (",
+                   "[ember graph] after decomposition, CSE and DCE (", "= amax(", "= gelu("}},
+        {"fusion", {"[ember fusion] %6 gelu is recomputed by its 2 readers", "[ember fusion] kernel 0: matmul",
+                    "joins kernel 1 as reduce", "opens kernel 1 (reduce", "[ember fusion] kernel 1: reduce",
+                    "[ember fusion] memory plan: arena "}},
+        {"code", {"[ember code] generated source: ", ".c (", "[ember code] ", "2 kernel(s) (0 fallback(s)): kernel_0 "
+                  "matmul kernel_1 reduce"}},
+        {"cache", {"[ember cache] miss: key ", "compiling", "[ember cache] compiled in ", "(command: ",
+                   "[ember cache] memory hit: specialization 0 of 1", "[ember cache] disk hit: key "}},
+    };
+    const char *chans[] = {"graph", "fusion", "code", "cache"};
+    for (int c = 0; c < 4; c++) {
+        int status;
+        char *out = run_example(cases[c].chan, &status);
+        TH_CHECK(out && status == 0, "EMBER_LOG=%s: the example runs (exit %d)", cases[c].chan, status);
+        for (int k = 0; out && k < 6 && cases[c].want[k]; k++)
+            TH_CHECK(strstr(out, cases[c].want[k]) != NULL, "EMBER_LOG=%s prints \"%s\"", cases[c].chan,
+                     cases[c].want[k]);
+        for (int o = 0; out && o < 4; o++) {
+            if (o == c) continue;
+            char tag[40];
+            snprintf(tag, sizeof tag, "[ember %s]", chans[o]);
+            TH_CHECK(strstr(out, tag) == NULL, "EMBER_LOG=%s prints nothing on channel %s", cases[c].chan, chans[o]);
+        }
+        if (out && getenv("EMBER_TEST_VERBOSE")) printf("---- EMBER_LOG=%s\n%s", cases[c].chan, out);
+        free(out);
+    }
+}
+
+/* every line of the fenced block after `<!-- example: NAME -->` in docs/compiler.md must be a line of
+   (or, for log lines, end a line of) the example's output */
+static void check_doc_block(const char *doc, const char *out, const char *name) {
+    char marker[80];
+    snprintf(marker, sizeof marker, "<!-- example: %s -->", name);
+    const char *b = strstr(doc, marker);
+    TH_CHECK(b != NULL, "docs/compiler.md has the worked example's block '%s'", name);
+    if (!b) return;
+    b = strstr(b, "```");
+    const char *body = b ? strchr(b, '\n') : NULL, *end = body ? strstr(body + 1, "```") : NULL;
+    if (!end) return;
+    int lines = 0, bad = 0;
+    for (const char *l = body + 1; l < end;) {
+        const char *nl = memchr(l, '\n', (size_t)(end - l));
+        if (!nl) nl = end;
+        char line[600];
+        size_t n = (size_t)(nl - l) < sizeof line - 2 ? (size_t)(nl - l) : sizeof line - 2;
+        memcpy(line, l, n);
+        line[n] = 0;
+        l = nl + 1;
+        if (n == 0) continue;
+        /* The order of the terms of an index sum ("i0 * 16 + i1" or "i1 + i0 * 16") follows the ids
+           of the loop-IR nodes, which follow the order in which the C compiler that built Ember
+           evaluated function arguments: it differs between the -O3 and the sanitizer builds. So
+           lines with an index expression are not compared. */
+        if (strstr(line, "[(")) continue;
+        lines++;
+        char needle[610];
+        snprintf(needle, sizeof needle, "%s\n", line); /* the whole line, up to its end */
+        const char *hit = strstr(out, needle);
+        if (hit && !(hit == out || hit[-1] == '\n' || !strncmp(line, "[ember", 6) || hit[-1] == ' ')) hit = NULL;
+        if (!hit) {
+            if (bad++ < 3) fprintf(stderr, "  docs/compiler.md (%s): not in the output: %s\n", name, line);
+        }
+    }
+    TH_CHECK(lines > 0 && bad == 0, "docs/compiler.md block '%s' matches the code's output (%d of %d lines differ; "
+             "regenerate with EMBER_LOG=graph,fusion,code,cache build/tests/test_codegen --example)", name, bad, lines);
+}
+
+static void test_doc_example(void) {
+    int status;
+    char *out = run_example("graph,fusion,code,cache", &status);
+    TH_CHECK(out && status == 0, "the worked example runs (exit %d)", status);
+    FILE *f = fopen(EMBER_SRC_DIR "/docs/compiler.md", "r");
+    TH_CHECK(f != NULL, "docs/compiler.md is readable");
+    if (f && out) {
+        static char doc[1 << 20];
+        size_t n = fread(doc, 1, sizeof doc - 1, f);
+        doc[n] = 0;
+        const char *blocks[] = {"traced", "after-passes", "fusion", "kernels"};
+        for (int i = 0; i < 4; i++) check_doc_block(doc, out, blocks[i]);
+    }
+    if (f) fclose(f);
+    free(out);
+}
+
 int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "--example")) return example_main();
     if (argc == 3 && !strcmp(argv[1], "--child")) {
         setenv("EMBER_CACHE_DIR", argv[2], 1);
         return child_main();
@@ -1037,9 +1090,11 @@ int main(int argc, char **argv) {
     training_steps(EM_F32, 1e-5);
     lm_training();
     test_models();
-    test_op_cases();
     test_disk_cache(dir);
     test_broken_compiler();
+    test_memory_plan();
+    test_logs();
+    test_doc_example();
     TH_CHECK(em_live_tensors() == live, "no tensor leaked (%lld live)", (long long)(em_live_tensors() - live));
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -8,7 +8,9 @@
    ragged edges around the register tiles (8 x 48 AVX-512, 6 x 16 AVX2, 4 x 32 plain C) and the
    cache blocks (KC <= 512, MC <= 192, NC = 3072), K = 1, and a big-ish 300 x 257 x 129, with
    parallel = 0/1 and accumulate = 0/1; a batch is also run from inside an OpenMP region, and
-   slicing the output across calls must reproduce a single call bit for bit.
+   slicing the output across calls must reproduce a single call bit for bit. Skinny products
+   (M = 1..8) run against every B layout, B = W^T with padded rows included, and rows computed
+   one (or three) at a time must equal the rows of one big call bit for bit.
    Prints "N passed, M failed"; exits nonzero on any failure.
    Build: gcc -std=c11 -O3 -march=native -fopenmp -Wall -Wextra -Werror -Isrc tests/test_gemm.c
           src/ops/gemm.c -lm -o /tmp/test_gemm */
@@ -25,8 +27,8 @@
 
 #include "ops/gemm.h"
 
-enum view_kind { ROW_MAJOR, COL_MAJOR, STRIDED, FLIPPED, NUM_KINDS };
-static const char *const kind_name[] = {"row", "col", "strided", "flipped"};
+enum view_kind { ROW_MAJOR, COL_MAJOR, STRIDED, FLIPPED, COL_PADDED, NUM_KINDS };
+static const char *const kind_name[] = {"row", "col", "strided", "flipped", "col-padded"};
 
 /* A rows x cols view: element (i, j) sits at base[i * rs + j * cs], base = buffer + origin. */
 typedef struct {
@@ -43,6 +45,7 @@ static view_t make_view(int64_t rows, int64_t cols, enum view_kind kind)
     case COL_MAJOR: v.rs = 1, v.cs = rows; break;
     case STRIDED: v.rs = 2 * cols + 3, v.cs = 2; break; /* every other column, padded rows */
     case FLIPPED: v.rs = -(cols + 1); break;            /* rows in reverse order, padded */
+    case COL_PADDED: v.rs = 1, v.cs = rows + 3; break;  /* transposed with padded columns */
     default: break;
     }
     if (rows == 0 || cols == 0)
@@ -325,8 +328,68 @@ static void test_slicing_is_bitwise_stable(void)
         }
 }
 
+/* Few rows of A (M = 1..8: decode steps, small batches) against every B layout, in particular
+   B = W^T with W (N, K) stored row-major (rsb == 1, with and without padded rows), which has its
+   own path for M <= 4 (sgemm_gemv_cols: in-register transposes, software prefetch along the rows
+   of W). N crosses the 16-column blocks, the 48-wide tiles and the thread split; K crosses the
+   KC blocks (K > 512 splits in two) and the prefetch distance (256 floats). */
+static void test_skinny(void)
+{
+    static const int64_t Ns[] = {1, 15, 17, 49, 130, 1001};
+    static const int64_t Ks[] = {1, 17, 255, 300, 777};
+    static const enum view_kind Bk[] = {COL_MAJOR, COL_PADDED, ROW_MAJOR};
+    int n = 0;
+    for (int64_t M = 1; M <= 8; M++)
+        for (size_t in = 0; in < sizeof Ns / sizeof Ns[0]; in++)
+            for (size_t ik = 0; ik < sizeof Ks / sizeof Ks[0]; ik++)
+                for (size_t ib = 0; ib < sizeof Bk / sizeof Bk[0]; ib++, n++) {
+                    case_t t = {M, Ns[in], Ks[ik], n % 4 == 1 ? STRIDED : ROW_MAJOR, Bk[ib],
+                                n % 3 == 2 ? STRIDED : ROW_MAJOR, n % 2, (n / 2) % 2, 0};
+                    run_case(t);
+                }
+}
+
+/* Row i of C computed alone (M = 1, and in chunks of 3 rows: the skinny path) must equal row i
+   of one parallel call on all M rows (the packed path) bit for bit, for B = W^T and row-major B:
+   a decode step (one row) then matches the prefill or full forward that computed the same row. */
+static void test_rows_match_full(void)
+{
+    static const int64_t shapes[][3] = {{64, 777, 300}, {20, 130, 1100}, {9, 1001, 17}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int nt_layout = 0; nt_layout < 2; nt_layout++) {
+            int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            int64_t rsb = nt_layout ? 1 : N, csb = nt_layout ? K : 1;
+            float *a = malloc((size_t)(M * K) * sizeof(float)), *b = malloc((size_t)(K * N) * sizeof(float));
+            float *full = malloc((size_t)(M * N) * sizeof(float)), *one = malloc((size_t)(M * N) * sizeof(float));
+            float *three = malloc((size_t)(M * N) * sizeof(float));
+            if (!a || !b || !full || !one || !three) {
+                fprintf(stderr, "out of memory\n");
+                exit(2);
+            }
+            for (int64_t x = 0; x < M * K; x++) a[x] = (float)rand_uniform();
+            for (int64_t x = 0; x < K * N; x++) b[x] = (float)rand_uniform();
+            emk_sgemm(M, N, K, a, K, 1, b, rsb, csb, full, N, 1, 0, 1);
+            for (int64_t i = 0; i < M; i++)
+                emk_sgemm(1, N, K, a + i * K, K, 1, b, rsb, csb, one + i * N, N, 1, 0, (int)(i % 2));
+            for (int64_t i = 0; i < M; i += 3)
+                emk_sgemm(M - i < 3 ? M - i : 3, N, K, a + i * K, K, 1, b, rsb, csb, three + i * N, N, 1, 0,
+                          3); /* parallel >= 2: at most that many threads */
+            if (!memcmp(full, one, (size_t)(M * N) * sizeof(float)) &&
+                !memcmp(full, three, (size_t)(M * N) * sizeof(float))) {
+                passed++;
+            } else {
+                failed++;
+                printf("FAIL: sgemm rows computed alone differ from one call, M=%lld N=%lld K=%lld (%s)\n",
+                       (long long)M, (long long)N, (long long)K, nt_layout ? "B = W^T" : "row-major B");
+            }
+            free(a), free(b), free(full), free(one), free(three);
+        }
+}
+
 int main(void)
 {
+    test_skinny();
+    test_rows_match_full();
     test_slicing_is_bitwise_stable();
     test_inside_parallel_region();
     for (int use_double = 0; use_double < 2; use_double++) {

@@ -1,16 +1,42 @@
 /* test_ops.c - the table-driven op test: every op in the op table, forward against a float64
  * oracle for each dtype it supports, gradients by central finite differences in float64, and the
- * op's decomposition (when it has one) against the same oracle. The test fails when an op in
- * the table has no case, or a differentiable op has no gradient case.
+ * op's decomposition (when it has one) against the same oracle. Then every case again, compiled
+ * (tests/lib/compiled_ops.c: each group of cases is one traced, generated and JIT-compiled program
+ * per dtype, forward, plus one for the f64 gradients) against the eager results within the
+ * per-dtype tolerances of th_tol. The test fails when an op in the table has no case, a
+ * differentiable op has no gradient case, or an op has no case that ran compiled (forward; and
+ * gradient, for differentiable ops).
  *
  *   build/tests/test_ops [substring]   runs only the ops whose name contains substring
+ *
+ * The compiled programs are cached in $EMBER_CACHE_DIR, by default a directory `jit-cache` beside
+ * this binary, so the second and later runs (CI runs the test at several thread counts) load them
+ * from disk instead of running the C compiler (about 50 programs, a minute of cc on a busy 2-core
+ * machine, the first time).
  */
 #include "harness.h"
 
 #include "ops/op.h"
 
-static const th_case *groups[] = {th_cases_view, th_cases_pointwise, th_cases_reduce,
-                                  th_cases_nn, th_cases_shape, th_cases_linalg};
+#include <limits.h>
+#include <unistd.h>
+
+/* EMBER_CACHE_DIR unset: <directory of this binary>/jit-cache, shared by every run of the binary */
+static void default_cache_dir(void) {
+    if (getenv("EMBER_CACHE_DIR")) return;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 16);
+    if (n <= 0) return; /* the library's default cache then */
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return;
+    strcpy(slash + 1, "jit-cache");
+    setenv("EMBER_CACHE_DIR", exe, 1);
+}
+
+static const th_case *const groups[] = {th_cases_view, th_cases_pointwise, th_cases_reduce,
+                                        th_cases_nn, th_cases_shape, th_cases_linalg};
+static const char *const group_names[] = {"view", "pointwise", "reduce", "nn", "shape", "linalg"};
 
 static int run_fwd(const th_case *c, em_tensor_t **in, em_tensor_t **out) {
     for (int j = 0; j < TH_MAX_OUT; j++) out[j] = NULL;
@@ -143,6 +169,7 @@ static int check_grad(const th_case *c, bool decomp, uint64_t seed) {
 
 int main(int argc, char **argv) {
     const char *filter = argc > 1 ? argv[1] : NULL;
+    default_cache_dir();
     int has_case[EMO_NUM_OPS] = {0}, has_grad[EMO_NUM_OPS] = {0};
     int64_t live0 = em_live_tensors();
     for (int g = 0; g < (int)(sizeof groups / sizeof *groups); g++) {
@@ -172,11 +199,20 @@ int main(int argc, char **argv) {
             }
         }
     }
+    /* compiled mode: every case again through the code generator, against eager */
+    static th_compiled_cov cov;
+    th_compiled_cases(groups, group_names, (int)(sizeof groups / sizeof *groups), filter, &cov);
     for (int op = 0; op < EMO_NUM_OPS; op++) {
         const emo_def *d = &emo_table[op];
         TH_CHECK(has_case[op], "op '%s' has no test case", d->name);
         bool differentiable = !(d->flags & (EMO_NODIFF | EMO_CREATE));
         if (differentiable) TH_CHECK(has_grad[op], "op '%s' is differentiable but has no gradient case", d->name);
+        if (filter && !strstr(d->name, filter)) continue;
+        TH_CHECK(cov.fwd[op] > 0, "op '%s' has no case that runs compiled (add a traceable case to tests/ops/)",
+                 d->name);
+        if (differentiable)
+            TH_CHECK(cov.grad[op] > 0, "op '%s' has no gradient case that runs compiled (add a traceable case "
+                     "with .grad to tests/ops/)", d->name);
     }
     /* docs/ops.md is kept in step with the table (its table is `ember ops --markdown`) */
     FILE *doc = fopen(EMBER_SRC_DIR "/docs/ops.md", "r");

@@ -11,5 +11,7 @@
 
 int cmd_version(int argc, char **argv);
 int cmd_ops(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 #endif

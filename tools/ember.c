@@ -21,6 +21,8 @@ static const struct {
 } commands[] = {
     {"version", "print the library version", cmd_version},
     {"ops", "list the op table (--markdown: as in docs/ops.md)", cmd_ops},
+    {"train", "train or fine-tune a GPT-2 / Llama model on a text corpus", cmd_train},
+    {"generate", "stream text from a model (Ember, llama2.c or GPT-2 file)", cmd_generate},
 };
 
 static void usage(FILE *f) {

@@ -38,10 +38,19 @@ EM_NORETURN void em_die(const char *file, int line, const char *fmt, ...) EM_PRI
         if (!(c)) em_die(__FILE__, __LINE__, "internal error: assertion `%s` failed", #c); \
     } while (0)
 
-/* memory: 64-byte aligned, never NULL for size 0; emb_free(NULL) is fine */
+/* memory: 64-byte aligned, never NULL for size 0; emb_free(NULL) is fine. Blocks of 64 KiB and
+   more are cached by size class for reuse (base.c; $EMBER_ALLOC_CACHE=0 turns that off,
+   $EMBER_ALLOC_CACHE_MB caps it; SANITIZE builds bypass it). Only emb_free may free them. */
 void *emb_alloc(size_t nbytes);   /* NULL when out of memory (caller reports EM_ERR_OOM) */
 void *emb_calloc(size_t nbytes);
 void  emb_free(void *p);
+typedef struct {
+    bool caching;              /* false: turned off, or a sanitizer build (plain malloc) */
+    size_t cap_bytes, cached_bytes, peak_cached_bytes, large_min;
+    int64_t hits, misses, evictions, maps, unmaps;
+} emb_alloc_stats;
+emb_alloc_stats emb_alloc_get_stats(void);
+void emb_alloc_trim(void);        /* unmaps every cached block (tests; memory pressure) */
 
 /* logging: EMBER_LOG=chan1,chan2 (or "all"); emb_log_on is cheap enough for hot paths */
 bool emb_log_on(const char *channel);

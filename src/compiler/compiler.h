@@ -74,6 +74,21 @@ struct ember_rt {
 };
 typedef int (*emc_entry_fn)(void **inputs, void **outputs, char *arena, const struct ember_rt *rt);
 
+/* ---- dynamic shapes (src/capture/dynamic.c) ----------------------------------------------------
+ * A generalised program is the source of one size with the literals that change with the sizes
+ * turned into parameters; its ember_run gets them after the runtime table (rt points at the `rt`
+ * member of this struct; the template declares the same struct). emc_prepare_graph runs every
+ * stage up to the source without the C compiler; emc_program_bind makes such a program runnable
+ * with a template's entry point and the parameter values of its sizes (it takes p: on failure p
+ * is freed and NULL returned). The host side (inputs, outputs, fallbacks, the arena) is p's own. */
+struct ember_rt_dyn {
+    struct ember_rt rt;
+    const int64_t *s; /* integer parameters */
+    const double *f;  /* floating-point parameters */
+};
+emc_program *emc_prepare_graph(const emg_graph *g);
+emc_program *emc_program_bind(emc_program *p, emc_entry_fn entry, const int64_t *s, int ns, const double *f, int nf);
+
 /* ---- loop IR expressions (loopir.c) ------------------------------------------------------------ */
 typedef enum { EMC_BOOL, EMC_I64, EMC_F32, EMC_F64 } emc_ty; /* compute types */
 
@@ -322,5 +337,9 @@ typedef struct {
 /* finds or builds <key>.so for src in the cache and loads it */
 em_status emc_jit_load(const char *src, const emc_opts *opts, emc_jit *out);
 void emc_jit_unload(emc_jit *j);
+/* the parts of the cache key as short hashes: the source, the compiler (version line and
+   command), the flags, the CPU; and the cache directory into dir. false when it has no name. */
+#define EMC_KEY_PARTS 4
+bool emc_jit_key_parts(const char *src, const emc_opts *opts, char parts[EMC_KEY_PARTS][17], char *dir, size_t n);
 
 #endif

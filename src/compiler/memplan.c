@@ -168,9 +168,13 @@ em_status emc_plan_memory(emc_ctx *c) {
     }
     free(f.b);
     c->arena_bytes = peak;
-    if (emb_log_on("fusion"))
-        emb_log("fusion", "memory plan: arena %lld bytes for %lld bytes of intermediates", (long long)peak,
-                (long long)c->unplanned_bytes);
+    if (emb_log_on("fusion")) {
+        int n_bufs = 0;
+        for (int v = 0; v < g->n_vals; v++) n_bufs += c->buf[v].kind == EMC_B_ARENA && c->buf[v].bytes > 0;
+        emb_log("fusion", "memory plan: arena %lld bytes (planned peak) for %lld bytes of intermediates in %d "
+                "buffer(s), reuse saves %lld bytes", (long long)peak, (long long)c->unplanned_bytes, n_bufs,
+                (long long)(c->unplanned_bytes - peak));
+    }
     return emc_verify_plan(c);
 }
 

@@ -27,6 +27,11 @@ struct emc_program {
     char *arena;
     em_tensor_t **consts; /* contiguous copies of the graph's constants (owned) */
     uint64_t *rng_seed, *rng_off;
+    /* dynamic shapes (emc_program_bind): the entry point is a generalised template's, and these
+       are the values of its parameters at this program's sizes, passed in struct ember_rt_dyn */
+    bool dyn;
+    int64_t *dyn_s;
+    double *dyn_f;
 };
 
 static double now_ms(void) {
@@ -34,6 +39,8 @@ static double now_ms(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
+
+static emc_program *finish(emc_program *p, em_status st, double t0);
 
 void emc_ctx_free(emc_ctx *c) {
     emc_pool_free(&c->pool);
@@ -60,6 +67,8 @@ void emc_program_free(emc_program *p) {
     emb_free(p->arena);
     free(p->rng_seed);
     free(p->rng_off);
+    free(p->dyn_s);
+    free(p->dyn_f);
     free(p);
 }
 
@@ -71,6 +80,12 @@ static em_status build(emc_program *p, const emg_graph *g) {
        CSE merges it before lowering */
     if (emg_decompose(c->g) < 0 || emg_cse(c->g) < 0 || emg_dce(c->g) < 0) return em_last_status();
     em_status st = emg_verify(c->g);
+    if (st == EM_OK && emb_log_on("graph")) {
+        char *txt = emg_print(c->g);
+        emb_log("graph", "after decomposition, CSE and DCE (%d nodes, what the compiler lowers):\n%s", c->g->n_nodes,
+                txt ? txt : "(print failed)");
+        free(txt);
+    }
     if (st == EM_OK) st = emc_lower(c);
     if (st == EM_OK) st = emc_schedule(c);
     if (st == EM_OK) st = emc_plan_memory(c);
@@ -86,6 +101,43 @@ emc_program *emc_compile_graph(const emg_graph *g, const emc_opts *opts) {
     emc_pool_init(&p->c.pool);
     em_status st = build(p, g);
     if (st == EM_OK) st = emc_jit_load(p->src, opts, &p->jit);
+    return finish(p, st, t0);
+}
+
+emc_program *emc_prepare_graph(const emg_graph *g) {
+    if (!g) return em_seterr_null(EM_ERR_ARG, "emc_prepare_graph: graph is NULL");
+    emc_program *p = calloc(1, sizeof *p);
+    if (!p) return em_seterr_null(EM_ERR_OOM, "emc_prepare_graph: out of memory");
+    emc_pool_init(&p->c.pool);
+    if (build(p, g) != EM_OK) {
+        emc_program_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+emc_program *emc_program_bind(emc_program *p, emc_entry_fn entry, const int64_t *s, int ns, const double *f, int nf) {
+    if (!p || !entry || !p->src || p->jit.entry || p->dyn || ns < 0 || nf < 0) {
+        emc_program_free(p);
+        return em_seterr_null(EM_ERR_ARG, "emc_program_bind: needs a prepared program that is not loaded yet");
+    }
+    double t0 = now_ms();
+    p->dyn = true;
+    p->dyn_s = malloc(sizeof *p->dyn_s * (size_t)(ns + 1));
+    p->dyn_f = malloc(sizeof *p->dyn_f * (size_t)(nf + 1));
+    if (!p->dyn_s || !p->dyn_f) {
+        emc_program_free(p);
+        return em_seterr_null(EM_ERR_OOM, "emc_program_bind: out of memory");
+    }
+    if (ns) memcpy(p->dyn_s, s, sizeof *s * (size_t)ns);
+    if (nf) memcpy(p->dyn_f, f, sizeof *f * (size_t)nf);
+    p->jit.entry = entry; /* borrowed: jit.dl stays NULL, so nothing is unloaded with p */
+    snprintf(p->jit.key, sizeof p->jit.key, "dynamic");
+    return finish(p, EM_OK, t0);
+}
+
+/* after the JIT: the arena, the constants, the random slots and the stats (p freed on failure) */
+static emc_program *finish(emc_program *p, em_status st, double t0) {
     emc_ctx *c = &p->c;
     if (st == EM_OK) {
         p->arena = emb_alloc((size_t)(c->arena_bytes > 0 ? c->arena_bytes : 64));
@@ -121,6 +173,15 @@ emc_program *emc_compile_graph(const emg_graph *g, const emc_opts *opts) {
     snprintf(s->key, sizeof s->key, "%s", p->jit.key);
     snprintf(s->source_path, sizeof s->source_path, "%s", p->jit.source_path);
     s->compile_ms = now_ms() - t0;
+    if (emb_log_on("code")) {
+        static const char *kind[] = {"pointwise", "reduce", "matmul", "scan", "fallback"};
+        char line[1500];
+        int n = snprintf(line, sizeof line, "%s: %zu bytes, %d kernel(s) (%d fallback(s)):", s->source_path,
+                         strlen(p->src), s->kernels, s->fallbacks);
+        for (int k = 0; k < c->n_k && n < (int)sizeof line - 40; k++)
+            n += snprintf(line + n, sizeof line - (size_t)n, " kernel_%d %s", k, kind[c->k[k].kind]);
+        emb_log("code", "%s", line);
+    }
     emb_log("perf", "compiled %d nodes into %d kernels in %.1f ms (C compiler %.1f ms%s), arena %lld bytes",
             s->graph_nodes, s->kernels, s->compile_ms, s->cc_ms, s->disk_hit ? ", disk hit" : "",
             (long long)s->planned_peak_bytes);
@@ -226,7 +287,8 @@ em_status emc_run(emc_program *p, em_tensor_t *const *inputs, int n_inputs, em_t
     }
     if (st == EM_OK) {
         struct ember_rt rt = {EMC_RT_ABI, emb_num_threads(), emk_sgemm, emk_dgemm, run_fallback, p, p->rng_seed, p->rng_off};
-        int r = p->jit.entry(in_ptr, out_ptr, p->arena, &rt);
+        struct ember_rt_dyn drt = {rt, p->dyn_s, p->dyn_f};
+        int r = p->jit.entry(in_ptr, out_ptr, p->arena, p->dyn ? &drt.rt : &rt);
         if (r == 1)
             st = em_seterr(EM_ERR_INDEX, "compiled program: an index read from data (gather, index_select, embedding, "
                            "cross_entropy targets) is out of range; run the function eagerly to see which");

@@ -92,21 +92,23 @@ static em_status resolve(em_model_config *c) {
 }
 
 /* ---- construction ------------------------------------------------------------------------------- */
-/* one parameter; std > 0 draws N(0, std), otherwise fills with `fill` */
-static em_tensor_t *param(em_model_t *m, const char *name, int64_t d0, int64_t d1, double std, double fill) {
+/* one parameter; std > 0 draws N(0, std), otherwise fills with `fill`; with !init, zeros (a loader
+   overwrites every parameter at once, and drawing 124M normals costs seconds) */
+static em_tensor_t *param(em_model_t *m, bool init, const char *name, int64_t d0, int64_t d1, double std,
+                          double fill) {
     const int64_t shape[2] = {d0, d1};
-    return emn_param_new(m, name, shape, d1 > 0 ? 2 : 1, std, fill);
+    return emn_param_new(m, name, shape, d1 > 0 ? 2 : 1, init ? std : 0, init ? fill : 0);
 }
 
 /* the parameters of block l, in the documented order; false on failure */
-static bool make_block(em_model_t *m, int l, emn_block *b) {
+static bool make_block(em_model_t *m, bool init, int l, emn_block *b) {
     const em_model_config *c = &m->cfg;
     const int64_t C = c->n_embd, HS = C / c->n_head, NQ = c->n_head * HS, NKV = c->n_kv_head * HS;
     const int64_t H = c->ffn_hidden;
     const double std = 0.02, std_res = 0.02 / sqrt(2.0 * c->n_layer);
     char n[EMN_NAME_MAX];
 #define P(field, suffix, d0, d1, sd, fill) \
-    (snprintf(n, sizeof n, pre "%d." suffix, l), (b->field = param(m, n, d0, d1, sd, fill)) != NULL)
+    (snprintf(n, sizeof n, pre "%d." suffix, l), (b->field = param(m, init, n, d0, d1, sd, fill)) != NULL)
     bool ok = true;
     if (c->arch == EM_ARCH_GPT2) {
 #define pre "h."
@@ -142,7 +144,7 @@ static bool make_block(em_model_t *m, int l, emn_block *b) {
 /* an upper bound on the parameter count of the config: at most 16 per block, 5 outside */
 static int max_params(const em_model_config *c) { return 8 + c->n_layer * 16; }
 
-em_model_t *em_model_new(const em_model_config *cfg, uint64_t seed) {
+em_model_t *emn_model_new(const em_model_config *cfg, uint64_t seed, bool init) {
     if (!cfg) return em_seterr_null(EM_ERR_ARG, "em_model_new: cfg is NULL");
     em_model_config c = *cfg;
     if (resolve(&c) != EM_OK) return NULL;
@@ -165,14 +167,14 @@ em_model_t *em_model_new(const em_model_config *cfg, uint64_t seed) {
     em_manual_seed(seed);
     const int64_t C = c.n_embd, V = c.vocab_size, HS = C / c.n_head;
     bool gpt2 = c.arch == EM_ARCH_GPT2, ok;
-    ok = (m->wte = param(m, gpt2 ? "wte.weight" : "tok_embeddings.weight", V, C, 0.02, 0)) != NULL;
-    if (ok && gpt2) ok = (m->wpe = param(m, "wpe.weight", c.block_size, C, 0.02, 0)) != NULL;
-    for (int l = 0; ok && l < c.n_layer; l++) ok = make_block(m, l, &m->blocks[l]);
-    if (ok) ok = (m->nf_w = param(m, gpt2 ? "ln_f.weight" : "norm.weight", C, 0, 0, 1)) != NULL;
-    if (ok && gpt2 && c.bias) ok = (m->nf_b = param(m, "ln_f.bias", C, 0, 0, 0)) != NULL;
+    ok = (m->wte = param(m, init, gpt2 ? "wte.weight" : "tok_embeddings.weight", V, C, 0.02, 0)) != NULL;
+    if (ok && gpt2) ok = (m->wpe = param(m, init, "wpe.weight", c.block_size, C, 0.02, 0)) != NULL;
+    for (int l = 0; ok && l < c.n_layer; l++) ok = make_block(m, init, l, &m->blocks[l]);
+    if (ok) ok = (m->nf_w = param(m, init, gpt2 ? "ln_f.weight" : "norm.weight", C, 0, 0, 1)) != NULL;
+    if (ok && gpt2 && c.bias) ok = (m->nf_b = param(m, init, "ln_f.bias", C, 0, 0, 0)) != NULL;
     if (ok) {
         if (c.tie_embeddings) m->head = m->wte;
-        else ok = (m->head = param(m, gpt2 ? "lm_head.weight" : "output.weight", V, C, 0.02, 0)) != NULL;
+        else ok = (m->head = param(m, init, gpt2 ? "lm_head.weight" : "output.weight", V, C, 0.02, 0)) != NULL;
     }
     em_rng_set_state(seed0, offset0);
     if (ok && !gpt2) { /* the model owns the tables (one reference each), not the caller's scope */
@@ -193,11 +195,14 @@ em_model_t *em_model_new(const em_model_config *cfg, uint64_t seed) {
     return m;
 }
 
+em_model_t *em_model_new(const em_model_config *cfg, uint64_t seed) { return emn_model_new(cfg, seed, true); }
+
 void em_model_free(em_model_t *m) {
     if (!m) return;
     for (int i = 0; i < m->n_params; i++) em_release(m->params[i].t);
     em_release(m->rope_cos);
     em_release(m->rope_sin);
+    emn_lora_free(m);
     free(m->params);
     free(m->handles);
     free(m->blocks);

@@ -7,8 +7,19 @@
  * Positions are passed explicitly, so "resetting" a cache is starting again from pos 0, and a
  * prompt can be fed in one call and then one token per call. The cache stores keys after RoPE,
  * like llama2.c, so a decode step rotates only its own key.
+ *
+ * The compiled decode step (emn_decode_step) is a second forward for one token per row whose
+ * position is a tensor, so one traced program serves every step (generate.c compiles it). Shapes
+ * stay static: each block's new key and value are blended into the whole cache with
+ * where(arange(max_T) == pos, new, cache), a pointwise op the compiler fuses, and em_assign writes
+ * the blend back (functionalized into a graph output plus a write-back); attention then runs over
+ * all max_T positions with the future masked (position > pos -> -inf), so the keys past pos,
+ * whatever they hold, get weight exactly 0. GPT-2's position row and RoPE's cos/sin rows are
+ * em_index_select'ed at pos. Costs O(max_T) per step in the blend, the same order as attention.
  */
 #include "nn.h"
+
+#include <math.h>
 
 em_kv_cache_t *em_kv_cache_new(em_model_t *m, int batch, int max_T) {
     const char *op = "em_kv_cache_new";
@@ -69,6 +80,131 @@ em_tensor_t *em_model_forward_cached(em_model_t *m, em_tensor_t *idx, int64_t po
                               (long long)pos, cache->batch, cache->max_T);
     em_no_grad_begin();
     em_tensor_t *logits = emn_forward(m, idx, NULL, NULL, pos, cache);
+    em_no_grad_end();
+    return logits;
+}
+
+/* The prefill of generation: em_model_forward_cached's blocks (the same calls, so the cache gets
+   the same keys and values), then the final norm and the lm_head on the last position only. Only
+   that row's logits choose the next token; the head over the other T - 1 positions (V C
+   multiply-adds each: a third of GPT-2 124M's 64-token prefill) would be thrown away. Every
+   per-row op and the GEMM give a row the same bits however many rows come along (gemm.h), so the
+   result equals the last row of em_model_forward_cached's logits exactly. */
+em_tensor_t *emn_prefill(em_model_t *m, em_tensor_t *idx, int64_t pos, em_kv_cache_t *cache) {
+    const char *op = "emn_prefill";
+    if (!m || !cache) return em_seterr_null(EM_ERR_ARG, "%s: the model and the cache must not be NULL", op);
+    if (cache->m != m) return em_seterr_null(EM_ERR_ARG, "%s: the cache was made for another model", op);
+    if (!emt_check(idx, op, "idx")) return NULL;
+    if (em_ndim(idx) != 2 || (em_type(idx) != EM_I64 && em_type(idx) != EM_I32) || em_size(idx, 1) < 1 ||
+        em_size(idx, 0) > cache->batch || pos < 0 || pos + em_size(idx, 1) > cache->max_T)
+        return em_seterr_null(EM_ERR_SHAPE, "%s: idx must be (B, T) i64/i32 ids with B <= %d and T >= 1 fitting a "
+                              "cache of max_T %d at position %lld (got %d dims)", op, cache->batch, cache->max_T,
+                              (long long)pos, em_ndim(idx));
+    const int64_t T = em_size(idx, 1);
+    em_no_grad_begin();
+    em_scope_t *s = em_scope_begin();
+    em_tensor_t *x = em_embedding(m->wte, idx);                                  /* (B, T, C) */
+    if (x && m->wpe) x = em_add(x, em_slice(m->wpe, 0, pos, pos + T, 1));        /* + (T, C) */
+    for (int l = 0; l < m->cfg.n_layer && x; l++) {
+        const emn_block *blk = &m->blocks[l];
+        em_scope_t *ls = em_scope_begin();
+        em_tensor_t *h = emn_norm(m, x, blk->n1_w, blk->n1_b);                 /* (B, T, C) */
+        x = em_add(x, emn_attention(m, blk, h, pos, cache, l, 0.0));           /* (B, T, C) */
+        h = emn_norm(m, x, blk->n2_w, blk->n2_b);                             /* (B, T, C) */
+        x = em_add(x, emn_mlp(m, blk, h, 0.0));                                /* (B, T, C) */
+        if (x) em_keep(x);
+        em_scope_end(ls);
+    }
+    x = emn_norm(m, em_select(x, 1, T - 1), m->nf_w, m->nf_b);                   /* (B, C) */
+    em_tensor_t *logits = em_linear(x, m->head, NULL);                           /* (B, V) */
+    if (logits) em_keep(logits);
+    em_scope_end(s);
+    em_no_grad_end();
+    return logits;
+}
+
+/* ---- the decode step with a tensor position ------------------------------------------------- */
+/* one block's attention for x (B, 1, C) at position pos; k_cache, v_cache (B, NKV, max_T, HS) get
+   the new key and value at pos; onehot (max_T, 1) and future (max_T) are bool masks of pos */
+static em_tensor_t *decode_attention(const em_model_t *m, const emn_block *blk, em_tensor_t *x, em_tensor_t *pos,
+                                     em_tensor_t *onehot, em_tensor_t *future, em_tensor_t *k_cache,
+                                     em_tensor_t *v_cache) {
+    const em_model_config *c = &m->cfg;
+    const int64_t B = em_size(x, 0), C = c->n_embd, NH = c->n_head, NKV = c->n_kv_head, HS = C / NH;
+    const int64_t rep = NH / NKV;
+    em_scope_t *s = em_scope_begin();
+    em_tensor_t *q, *k, *v;
+    if (blk->qkv_w) {
+        em_tensor_t *qkv = emn_linear(m, x, blk->qkv_w, blk->qkv_b);    /* (B, 1, (NH + 2 NKV) HS) */
+        q = em_slice(qkv, 2, 0, NH * HS, 1);                            /* (B, 1, NH HS) */
+        k = em_slice(qkv, 2, NH * HS, (NH + NKV) * HS, 1);              /* (B, 1, NKV HS) */
+        v = em_slice(qkv, 2, (NH + NKV) * HS, (NH + 2 * NKV) * HS, 1);  /* (B, 1, NKV HS) */
+    } else {
+        q = emn_linear(m, x, blk->q_w, blk->q_b);                       /* (B, 1, NH HS) */
+        k = emn_linear(m, x, blk->k_w, blk->k_b);                       /* (B, 1, NKV HS) */
+        v = emn_linear(m, x, blk->v_w, blk->v_b);                       /* (B, 1, NKV HS) */
+    }
+    q = em_reshape(q, (int64_t[]){B, 1, NH, HS}, 4);                    /* (B, 1, NH, HS) */
+    k = em_reshape(k, (int64_t[]){B, 1, NKV, HS}, 4);                   /* (B, 1, NKV, HS) */
+    if (m->rope_cos) {
+        em_tensor_t *cs = em_index_select(m->rope_cos, 0, pos);         /* (1, HS/2) */
+        em_tensor_t *sn = em_index_select(m->rope_sin, 0, pos);         /* (1, HS/2) */
+        q = em_rope(q, cs, sn);
+        k = em_rope(k, cs, sn);
+    }
+    q = em_reshape(q, (int64_t[]){B, NKV, rep, HS}, 4);                 /* (B, NKV, rep, HS): T = 1 */
+    k = em_reshape(k, (int64_t[]){B, NKV, 1, HS}, 4);                   /* (B, NKV, 1, HS) */
+    v = em_reshape(v, (int64_t[]){B, NKV, 1, HS}, 4);                   /* (B, NKV, 1, HS) */
+    em_tensor_t *k_all = em_where(onehot, k, k_cache);                  /* (B, NKV, max_T, HS) */
+    em_tensor_t *v_all = em_where(onehot, v, v_cache);                  /* (B, NKV, max_T, HS) */
+    em_no_grad_begin();
+    em_status st = k_all && v_all ? em_assign(k_cache, k_all) : em_last_status();
+    if (st == EM_OK) st = em_assign(v_cache, v_all);
+    em_no_grad_end();
+    em_tensor_t *y = NULL;
+    if (st == EM_OK) {
+        em_tensor_t *att = em_matmul(q, em_transpose(k_all, -2, -1));  /* (B, NKV, rep, max_T) */
+        att = em_mul_scalar(att, 1.0 / sqrt((double)HS));
+        att = em_softmax(em_masked_fill(att, future, -INFINITY), -1);  /* (B, NKV, rep, max_T) */
+        y = em_matmul(att, v_all);                                     /* (B, NKV, rep, HS) */
+        y = em_reshape(y, (int64_t[]){B, 1, C}, 3);                    /* (B, 1, C): head h = kv * rep + r */
+        y = emn_linear(m, y, blk->o_w, blk->o_b);                      /* (B, 1, C) */
+    }
+    if (y) em_keep(y);
+    em_scope_end(s);
+    return y;
+}
+
+em_tensor_t *emn_decode_step(em_model_t *m, em_tensor_t *idx, em_tensor_t *pos, em_kv_cache_t *cache) {
+    const char *op = "emn_decode_step";
+    if (!m || !cache || cache->m != m) return em_seterr_null(EM_ERR_ARG, "%s: need a model and its cache", op);
+    if (!emt_check(idx, op, "idx") || !emt_check(pos, op, "pos")) return NULL;
+    if (em_ndim(idx) != 2 || em_size(idx, 0) != cache->batch || em_size(idx, 1) != 1 || em_ndim(pos) != 1 ||
+        em_size(pos, 0) != 1 || em_type(pos) != EM_I64)
+        return em_seterr_null(EM_ERR_SHAPE, "%s: need idx (%d, 1) and pos (1) i64 (got idx of %d dims, pos of %d)",
+                              op, cache->batch, em_ndim(idx), em_ndim(pos));
+    const int64_t B = cache->batch, max_T = cache->max_T;
+    em_no_grad_begin();
+    em_scope_t *s = em_scope_begin();
+    em_tensor_t *t = em_arange(0, (double)max_T, 1, EM_I64);                     /* (max_T) */
+    em_tensor_t *onehot = em_reshape(em_eq(t, pos), (int64_t[]){max_T, 1}, 2);   /* (max_T, 1) */
+    em_tensor_t *future = em_gt(t, pos);                                         /* (max_T) */
+    em_tensor_t *x = em_embedding(m->wte, idx);                                  /* (B, 1, C) */
+    if (x && m->wpe) x = em_add(x, em_index_select(m->wpe, 0, pos));             /* + (1, C) */
+    for (int l = 0; l < m->cfg.n_layer && x; l++) {
+        const emn_block *blk = &m->blocks[l];
+        em_scope_t *ls = em_scope_begin();
+        em_tensor_t *h = emn_norm(m, x, blk->n1_w, blk->n1_b);                 /* (B, 1, C) */
+        x = em_add(x, decode_attention(m, blk, h, pos, onehot, future, cache->k[l], cache->v[l]));
+        h = emn_norm(m, x, blk->n2_w, blk->n2_b);                             /* (B, 1, C) */
+        x = em_add(x, emn_mlp(m, blk, h, 0.0));                                /* (B, 1, C) */
+        if (x) em_keep(x);
+        em_scope_end(ls);
+    }
+    x = emn_norm(m, x, m->nf_w, m->nf_b);                                        /* (B, 1, C) */
+    em_tensor_t *logits = em_reshape(em_linear(x, m->head, NULL), (int64_t[]){B, m->cfg.vocab_size}, 2); /* (B, V) */
+    if (logits) em_keep(logits);
+    em_scope_end(s);
     em_no_grad_end();
     return logits;
 }

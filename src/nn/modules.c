@@ -204,14 +204,14 @@ em_tensor_t *emn_attention(const em_model_t *m, const emn_block *blk, em_tensor_
     em_scope_t *s = em_scope_begin();
     em_tensor_t *q, *k, *v;
     if (blk->qkv_w) {
-        em_tensor_t *qkv = emn_linear(x, blk->qkv_w, blk->qkv_b);       /* (B, T, (NH + 2 NKV) HS) */
+        em_tensor_t *qkv = emn_linear(m, x, blk->qkv_w, blk->qkv_b);    /* (B, T, (NH + 2 NKV) HS) */
         q = em_slice(qkv, 2, 0, NH * HS, 1);                            /* (B, T, NH HS) */
         k = em_slice(qkv, 2, NH * HS, (NH + NKV) * HS, 1);              /* (B, T, NKV HS) */
         v = em_slice(qkv, 2, (NH + NKV) * HS, (NH + 2 * NKV) * HS, 1);  /* (B, T, NKV HS) */
     } else {
-        q = emn_linear(x, blk->q_w, blk->q_b);                          /* (B, T, NH HS) */
-        k = emn_linear(x, blk->k_w, blk->k_b);                          /* (B, T, NKV HS) */
-        v = emn_linear(x, blk->v_w, blk->v_b);                          /* (B, T, NKV HS) */
+        q = emn_linear(m, x, blk->q_w, blk->q_b);                       /* (B, T, NH HS) */
+        k = emn_linear(m, x, blk->k_w, blk->k_b);                       /* (B, T, NKV HS) */
+        v = emn_linear(m, x, blk->v_w, blk->v_b);                       /* (B, T, NKV HS) */
     }
     q = em_reshape(q, (int64_t[]){B, T, NH, HS}, 4);                    /* (B, T, NH, HS) */
     k = em_reshape(k, (int64_t[]){B, T, NKV, HS}, 4);                   /* (B, T, NKV, HS) */
@@ -232,7 +232,7 @@ em_tensor_t *emn_attention(const em_model_t *m, const emn_block *blk, em_tensor_
     }
     em_tensor_t *y = em_scaled_dot_product_attention(q, k, v, true, p); /* (B, NH, T, HS) */
     y = em_reshape(em_permute(y, perm, 4), (int64_t[]){B, T, C}, 3);    /* (B, T, C) */
-    y = emn_dropout(emn_linear(y, blk->o_w, blk->o_b), p);              /* (B, T, C) */
+    y = emn_dropout(emn_linear(m, y, blk->o_w, blk->o_b), p);           /* (B, T, C) */
     if (y) em_keep(y);
     em_scope_end(s);
     return y;
@@ -243,12 +243,12 @@ em_tensor_t *emn_mlp(const em_model_t *m, const emn_block *blk, em_tensor_t *x, 
     em_scope_t *s = em_scope_begin();
     em_tensor_t *h;
     if (m->cfg.arch == EM_ARCH_GPT2) {
-        h = em_gelu_tanh(emn_linear(x, blk->fc_w, blk->fc_b));          /* (B, T, H) */
+        h = em_gelu_tanh(emn_linear(m, x, blk->fc_w, blk->fc_b));       /* (B, T, H) */
     } else { /* SwiGLU: w2(silu(w1 x) * w3 x) */
-        em_tensor_t *a = em_silu(emn_linear(x, blk->fc_w, blk->fc_b)); /* (B, T, H) */
-        h = em_mul(a, emn_linear(x, blk->gate_w, blk->gate_b));         /* (B, T, H) */
+        em_tensor_t *a = em_silu(emn_linear(m, x, blk->fc_w, blk->fc_b)); /* (B, T, H) */
+        h = em_mul(a, emn_linear(m, x, blk->gate_w, blk->gate_b));      /* (B, T, H) */
     }
-    em_tensor_t *y = emn_dropout(emn_linear(h, blk->proj_w, blk->proj_b), p); /* (B, T, C) */
+    em_tensor_t *y = emn_dropout(emn_linear(m, h, blk->proj_w, blk->proj_b), p); /* (B, T, C) */
     if (y) em_keep(y);
     em_scope_end(s);
     return y;

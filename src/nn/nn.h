@@ -47,6 +47,7 @@ struct em_model {
     em_tensor_t *nf_w, *nf_b; /* final norm (C) */
     em_tensor_t *head;    /* (V, C): wte when tied */
     em_tensor_t *rope_cos, *rope_sin; /* (block_size, HS/2) Llama tables; owned, not parameters */
+    struct emn_lora_set *lora; /* LoRA adapters (lora.c); NULL when none were ever added */
 };
 
 struct em_kv_cache {
@@ -60,8 +61,9 @@ struct em_kv_cache {
    `fill`; NULL + error on failure */
 em_tensor_t *emn_param_new(em_model_t *m, const char *name, const int64_t *shape, int ndim, double std,
                            double fill);
-/* y = x w^T (+ b): the Linear module */
-static inline em_tensor_t *emn_linear(em_tensor_t *x, em_tensor_t *w, em_tensor_t *b) { return em_linear(x, w, b); }
+/* y = x w^T (+ b): the Linear module, plus the LoRA term (alpha/r) (x A^T) B^T when w has an
+   adapter (lora.c); every linear of a block goes through it */
+em_tensor_t *emn_linear(const em_model_t *m, em_tensor_t *x, em_tensor_t *w, em_tensor_t *b);
 /* the pre-norm of a block: LayerNorm (GPT-2) or RMSNorm (Llama) */
 em_tensor_t *emn_norm(const em_model_t *m, em_tensor_t *x, em_tensor_t *w, em_tensor_t *b);
 /* causal self-attention of one block over x (B, T, C) at positions pos .. pos+T-1; with a cache,
@@ -74,9 +76,58 @@ em_tensor_t *emn_mlp(const em_model_t *m, const emn_block *blk, em_tensor_t *x, 
 /* dropout of p when p > 0, else x itself (no new reference) */
 em_tensor_t *emn_dropout(em_tensor_t *x, double p);
 
+/* ---- lora.c --------------------------------------------------------------------------------- */
+/* frees the adapter table (not the adapters: they are parameters); em_model_free calls it */
+void emn_lora_free(em_model_t *m);
+/* what a model file holds ("merge on save"): every base parameter by name into sd, an adapted
+   weight as W + (alpha/r) B A (a new tensor; the model is unchanged), no lora_A / lora_B; without
+   adapters, the parameters as they are */
+em_status emn_lora_export(em_model_t *m, em_state_dict_t *sd);
+/* the tensors of a model file (merge: emn_lora_export) or of a training checkpoint (!merge: every
+   parameter, adapters included, plus "lora.*" metadata that emn_lora_from_meta reads back) */
+em_status emn_lora_state(em_model_t *m, em_state_dict_t *sd, bool merge);
+/* adds the adapters that sd's "lora.*" metadata describes (none: EM_OK, nothing done), before a
+   strict load of sd's tensors; errors are prefixed with `what` */
+em_status emn_lora_from_meta(em_model_t *m, const em_state_dict_t *sd, const char *what);
+
 /* ---- gpt.c ---------------------------------------------------------------------------------- */
+/* em_model_new; with init false every parameter starts at 0 instead of its random draw: for
+   loaders that overwrite all of them (strict loads) right away */
+em_model_t *emn_model_new(const em_model_config *cfg, uint64_t seed, bool init);
 /* the forward both public entry points share: cache NULL is the ordinary (training) forward */
 em_tensor_t *emn_forward(em_model_t *m, em_tensor_t *idx, em_tensor_t *targets, em_tensor_t **loss, int64_t pos,
                          em_kv_cache_t *cache);
+
+/* ---- checkpoint.c --------------------------------------------------------------------------- */
+/* metadata strings: set, and get with range checks (errors name `what` and the key) */
+em_status emn_meta_set_int(em_state_dict_t *sd, const char *key, int64_t v);
+em_status emn_meta_set_double(em_state_dict_t *sd, const char *key, double v);
+em_status emn_meta_get_int(const em_state_dict_t *sd, const char *what, const char *key, int64_t lo, int64_t hi,
+                           int64_t *out);
+em_status emn_meta_get_u64(const em_state_dict_t *sd, const char *what, const char *key, uint64_t *out);
+em_status emn_meta_get_double(const em_state_dict_t *sd, const char *what, const char *key, double lo, double hi,
+                              double *out);
+/* the model config as "ember.*" metadata, and back (every field validated) */
+em_status emn_config_to_meta(const em_model_config *c, em_state_dict_t *sd);
+em_status emn_config_from_meta(const em_state_dict_t *sd, const char *what, em_model_config *c);
+/* a dict of m's parameters (retained) and config with "ember.format" = format */
+em_state_dict_t *emn_model_state_dict(em_model_t *m, const char *format);
+/* a model from an Ember model or checkpoint dict ("optimizer." tensors skipped); what names the source */
+em_model_t *emn_model_from_state_dict(const em_state_dict_t *sd, const char *what);
+
+/* ---- kv_cache.c ----------------------------------------------------------------------------- */
+/* the decode step that compiles once: idx (B, 1) ids (B = the cache's batch) at the position held
+   by pos, a (1) i64 tensor; writes each block's key and value at pos (a where-blend over the whole
+   cache, em_assign'ed) and attends over 0 ..= pos. Returns logits (B, V); runs under no-grad */
+em_tensor_t *emn_decode_step(em_model_t *m, em_tensor_t *idx, em_tensor_t *pos, em_kv_cache_t *cache);
+/* em_model_forward_cached of idx (B, T) at pos, but returning only the last position's logits (B, V)
+   (the lm_head skips the other rows; equal to em_model_forward_cached's last row bit for bit);
+   generation's prefill. Runs under no-grad */
+em_tensor_t *emn_prefill(em_model_t *m, em_tensor_t *idx, int64_t pos, em_kv_cache_t *cache);
+
+/* ---- import.c ------------------------------------------------------------------------------- */
+/* a float32 model from a llama2.c checkpoint or a Hugging Face GPT-2 safetensors file, told apart
+   by their first bytes, with the config read from the file; NULL + error otherwise */
+em_model_t *emn_model_import(const char *path);
 
 #endif

@@ -197,7 +197,7 @@ static int gemm_num_threads(int64_t M, int64_t N, int64_t K, int parallel)
     double work = (double)M * (double)N * (double)K;
     if (work < (double)GEMM_PARALLEL_MIN_WORK)
         return 1;
-    int nt = omp_get_max_threads();
+    int nt = parallel > 1 ? parallel : omp_get_max_threads();
     double cap = work / (double)GEMM_PARALLEL_MIN_WORK; /* at least MIN_WORK per thread */
     if ((double)nt > cap)
         nt = (int)cap;
@@ -312,14 +312,29 @@ static void pack_b_rows_avx512(int64_t nr, int64_t kc, const float *b, int64_t r
                                  : _mm512_setzero_ps());
 }
 
-/* B panel, B contiguous along k (transposed B view, rsb == 1): dst[k][j] = b[k + j * csb]. */
-static void pack_b_cols_avx512(int64_t nr, int64_t kc, const float *b, int64_t csb, float *dst)
+#ifndef SG_PACK_PF
+#define SG_PACK_PF 256 /* software prefetch distance along a row of a transposed B view, floats */
+#endif
+
+/* B panel, B contiguous along k (transposed B view, rsb == 1): dst[k][j] = b[k + j * csb].
+   Each 16 x 16 tile reads 16 rows of the view (16 rows of W in x @ W^T), an access pattern the
+   hardware prefetcher follows poorly, so every tile also prefetches one line in each of the 16 rows
+   SG_PACK_PF floats ahead in packing order (wrapping into the next 16 rows at the end of kc; the
+   view has nleft >= nr valid columns from b on, which bounds the prefetches). */
+static void pack_b_cols_avx512(int64_t nr, int64_t nleft, int64_t kc, const float *b, int64_t csb,
+                               float *dst)
 {
     for (int v = 0; v < SG_NV; v++) {
         int64_t rows = nr - 16 * v; /* valid columns j in this 16-wide slice */
         for (int64_t k0 = 0; k0 < kc; k0 += 16) {
             int64_t cols = min64(16, kc - k0);
             float *d = dst + k0 * SG_NR + 16 * v;
+            int64_t kp = k0 + SG_PACK_PF, jp = 16 * v;
+            if (kp >= kc)
+                kp -= kc, jp += 16;
+            if (kp < kc)
+                for (int64_t r = jp; r < jp + 16 && r < nleft; r++)
+                    _mm_prefetch((const char *)(b + r * csb + kp), _MM_HINT_T0);
             if (rows > 0) {
                 pack_tile_transposed(b + 16 * v * csb + k0, csb, min64(rows, 16), cols, d, SG_NR,
                                      (__mmask16)0xFFFF);
@@ -361,8 +376,8 @@ static void pack_a_panel(int64_t mr, int64_t kc, const float *a, int64_t rsa, in
 }
 
 /* One B panel: dst[k * NR + j] = B(k, j) for j < nr, 0 for nr <= j < NR. */
-static void pack_b_panel(int64_t nr, int64_t kc, const float *b, int64_t rsb, int64_t csb,
-                         float *dst)
+static void pack_b_panel(int64_t nr, int64_t nleft, int64_t kc, const float *b, int64_t rsb,
+                         int64_t csb, float *dst)
 {
 #if EMK_SGEMM_AVX512
     if (csb == 1) {
@@ -370,9 +385,11 @@ static void pack_b_panel(int64_t nr, int64_t kc, const float *b, int64_t rsb, in
         return;
     }
     if (rsb == 1) {
-        pack_b_cols_avx512(nr, kc, b, csb, dst);
+        pack_b_cols_avx512(nr, nleft, kc, b, csb, dst);
         return;
     }
+#else
+    (void)nleft;
 #endif
     for (int64_t k = 0; k < kc; k++) {
         float *d = dst + k * SG_NR;
@@ -394,7 +411,7 @@ static void pack_b_block(int64_t kc, int64_t nc, const float *b, int64_t rsb, in
                          float *dst)
 {
     for (int64_t j = 0; j < nc; j += SG_NR)
-        pack_b_panel(min64(SG_NR, nc - j), kc, b + j * csb, rsb, csb, dst + j * kc);
+        pack_b_panel(min64(SG_NR, nc - j), nc - j, kc, b + j * csb, rsb, csb, dst + j * kc);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -551,7 +568,7 @@ static void sgemm_macro(int64_t mc, int64_t nc, int64_t kc, const float *ap, sg_
         const float *bpanel = b.packed ? b.p + jr * kc : b.p + jr;
         int64_t ldb = b.ld;
         if (!b.packed && nr < SG_NR) {
-            pack_b_panel(nr, kc, bpanel, b.ld, 1, b.edge);
+            pack_b_panel(nr, nr, kc, bpanel, b.ld, 1, b.edge);
             bpanel = b.edge, ldb = SG_NR;
         }
         for (int64_t ir = 0; ir < mc; ir += SG_MR) {
@@ -622,6 +639,75 @@ static void sgemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_
     buf_release(buf);
 }
 
+/* Few rows of A against a B whose columns are contiguous (rsb == 1: x @ W^T with W stored
+   (N, K), every linear layer's forward): the general path would pack (transpose) all of B on every
+   call, which for one decode token costs more than the multiply. Here 16 columns of B (16 rows
+   of W, read as 16 contiguous streams) are transposed in registers 16 k at a time and used at
+   once. Lanes are columns of C and k runs in order inside the same KC blocks as sgemm_serial, with
+   the same FMA and the same store (C = acc, or C = acc + C), so every element is bitwise what the
+   general path gives: the slicing contract above holds across both paths. Columns [j0, j1). */
+#if EMK_SGEMM_AVX512
+#ifndef SG_GEMV_MAX_M
+#define SG_GEMV_MAX_M 4
+#endif
+#ifndef SG_GEMV_PF
+#define SG_GEMV_PF 256 /* prefetch distance along a row of W, floats */
+#endif
+static void sgemm_gemv_cols(int64_t M, int64_t j0, int64_t j1, int64_t K, const float *A, int64_t rsa,
+                            int64_t csa, const float *B, int64_t csb, float *C, int64_t rsc, int64_t csc,
+                            int accumulate)
+{
+    int64_t KC = balanced_block(K, SG_KC, 16);
+    for (int64_t j = j0; j < j1; j += 16) {
+        int64_t nr = min64(16, j1 - j);
+        __mmask16 nmask = lane_mask(nr);
+        for (int64_t pc = 0; pc < K; pc += KC) {
+            int64_t kc = min64(KC, K - pc);
+            __m512 acc[SG_GEMV_MAX_M];
+            for (int i = 0; i < SG_GEMV_MAX_M; i++)
+                acc[i] = _mm512_setzero_ps();
+            for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+                int64_t cols = min64(16, kc - k0);
+                __mmask16 kmask = lane_mask(cols);
+                __m512 in[16], out[16];
+                /* software prefetch SG_GEMV_PF floats ahead along each of the 16 rows (one line
+                   per row per tile, as many as the tile loads), wrapping into the next 16 rows
+                   at the end of a row: 16 interleaved streams defeat the hardware prefetcher */
+                int64_t kp = pc + k0 + SG_GEMV_PF, jp = j;
+                if (kp >= K)
+                    kp -= K, jp += 16;
+                if (kp < K)
+                    for (int64_t r = jp; r < jp + 16 && r < j1; r++)
+                        _mm_prefetch((const char *)(B + r * csb + kp), _MM_HINT_T0);
+                for (int r = 0; r < 16; r++)
+                    in[r] = r < nr ? _mm512_maskz_loadu_ps(kmask, B + (j + r) * csb + pc + k0)
+                                   : _mm512_setzero_ps();
+                transpose16(in, out); /* out[c] lane r = B(pc + k0 + c, j + r) */
+                for (int64_t c = 0; c < cols; c++)
+                    for (int64_t i = 0; i < M; i++)
+                        acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(A[i * rsa + (pc + k0 + c) * csa]), out[c],
+                                                 acc[i]);
+            }
+            int acc_c = accumulate || pc > 0;
+            for (int64_t i = 0; i < M; i++) {
+                float *ci = C + i * rsc + j * csc;
+                if (csc == 1) {
+                    __m512 x = acc[i];
+                    if (acc_c)
+                        x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(nmask, ci));
+                    _mm512_mask_storeu_ps(ci, nmask, x);
+                } else {
+                    _Alignas(64) float t[16];
+                    _mm512_store_ps(t, acc[i]);
+                    for (int64_t q = 0; q < nr; q++)
+                        ci[q * csc] = acc_c ? ci[q * csc] + t[q] : t[q];
+                }
+            }
+        }
+    }
+}
+#endif
+
 void emk_sgemm(int64_t M, int64_t N, int64_t K,
                const float *A, int64_t rsa, int64_t csa,
                const float *B, int64_t rsb, int64_t csb,
@@ -635,6 +721,22 @@ void emk_sgemm(int64_t M, int64_t N, int64_t K,
         return;
     }
     int nt = gemm_num_threads(M, N, K, parallel);
+#if EMK_SGEMM_AVX512
+    if (M <= SG_GEMV_MAX_M && rsb == 1) {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            int64_t lo, hi;
+            split_range(N, 16, omp_get_num_threads(), omp_get_thread_num(), &lo, &hi);
+            if (hi > lo)
+                sgemm_gemv_cols(M, lo, hi, K, A, rsa, csa, B, csb, C, rsc, csc, accumulate);
+        }
+#else
+        sgemm_gemv_cols(M, 0, N, K, A, rsa, csa, B, csb, C, rsc, csc, accumulate);
+#endif
+        return;
+    }
+#endif
     if (nt <= 1) {
         sgemm_serial(M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, accumulate);
         return;

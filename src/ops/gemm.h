@@ -5,7 +5,8 @@
    AVX-512 register-blocked micro-kernel, OpenMP over the larger of M/N); emk_dgemm is a simpler
    cache-blocked float64 path meant for reference and gradient checks. Both are thread-safe;
    packing buffers come from a small process-wide pool (kept between calls, never leaked). The
-   thread count for parallel calls is omp_get_max_threads() (set it with omp_set_num_threads). */
+   thread count for parallel calls is the caller's (parallel >= 2; Ember passes em_get_num_threads()) or
+   omp_get_max_threads() (parallel == 1). */
 #ifndef EMBER_OPS_GEMM_H
 #define EMBER_OPS_GEMM_H
 
@@ -18,8 +19,9 @@ extern "C" {
 /* C = A @ B (+ C if accumulate). A is M x K, B is K x N, C is M x N. Every matrix is given by a
    base pointer and element strides (row stride rs, column stride cs), so transposed or sliced views
    need no copy (packing handles them). Sizes may be 0. If parallel != 0 the call may use OpenMP
-   threads internally (omp parallel); with parallel == 0 it runs on the calling thread only (callers
-   that parallelize over a batch use this).
+   threads internally (omp parallel): up to `parallel` of them when parallel >= 2, up to
+   omp_get_max_threads() when parallel == 1; with parallel == 0 it runs on the calling thread only
+   (callers that parallelize over a batch use this).
    Element (i, j) of C lives at C[i * rsc + j * csc]; likewise for A (i, k) and B (k, j).
    C must not overlap A or B. With accumulate == 0 the old contents of C are never read (NaNs in
    C do not leak into the result). Within one build, every element's value depends only on its

@@ -4,8 +4,8 @@
  * Every operand reaches emk_sgemm as a strided view, so transposed weights (linear's x @ w^T,
  * the backward's a^T @ g) cost no copy. Batches run one GEMM each: when each product is small
  * and there are enough of them (attention heads), threads split the batch and every GEMM runs
- * single-threaded; otherwise the GEMM itself is parallel. f16/bf16 compute in f32; integer
- * matmul uses a plain exact loop.
+ * single-threaded; otherwise the GEMM itself is parallel, on em_get_num_threads() threads (passed as
+ * emk_sgemm's `parallel`). f16/bf16 compute in f32; integer matmul uses a plain exact loop.
  */
 #include "kernels.h"
 
@@ -120,7 +120,8 @@ static void run_f32(const mm_plan *p, const float *A, const float *B, float *C) 
     for (int64_t b = 0; b < p->count; b++) {
         int64_t oa, ob, oc;
         batch_offsets(p, b, &oa, &ob, &oc);
-        emk_sgemm(p->M, p->N, p->K, A + oa, p->rsa, p->csa, B + ob, p->rsb, p->csb, C + oc, p->rsc, p->csc, 0, flops > 2e5);
+        emk_sgemm(p->M, p->N, p->K, A + oa, p->rsa, p->csa, B + ob, p->rsb, p->csb, C + oc, p->rsc, p->csc, 0,
+                  flops > 2e5 && nth > 1 ? nth : 0);
     }
 }
 
@@ -131,7 +132,7 @@ static void run_f64(const mm_plan *p, const double *A, const double *B, double *
         int64_t oa, ob, oc;
         batch_offsets(p, b, &oa, &ob, &oc);
         emk_dgemm(p->M, p->N, p->K, A + oa, p->rsa, p->csa, B + ob, p->rsb, p->csb, C + oc, p->rsc, p->csc, 0,
-                  p->count == 1 || flops >= 4e6);
+                  (p->count == 1 || flops >= 4e6) && emb_num_threads() > 1 ? emb_num_threads() : 0);
     }
 }
 
@@ -252,7 +253,7 @@ EMO_KERNEL(emo_k_linear) {
     if (cd == EM_F32) {
         float *y = (float *)(void *)emt_data(oc);
         emk_sgemm(R, OUT, IN, (const float *)(void *)emt_data(xc), IN, 1, (const float *)(void *)emt_data(wc),
-                  wc->strides[1], wc->strides[0], y, OUT, 1, 0, 1);
+                  wc->strides[1], wc->strides[0], y, OUT, 1, 0, emb_num_threads() > 1 ? emb_num_threads() : 0);
         if (bc) {
             const float *bias = (const float *)(void *)emt_data(bc);
 #pragma omp parallel for num_threads(emb_num_threads()) if (R * OUT > 65536)
@@ -262,7 +263,7 @@ EMO_KERNEL(emo_k_linear) {
     } else {
         double *y = (double *)(void *)emt_data(oc);
         emk_dgemm(R, OUT, IN, (const double *)(void *)emt_data(xc), IN, 1, (const double *)(void *)emt_data(wc),
-                  wc->strides[1], wc->strides[0], y, OUT, 1, 0, 1);
+                  wc->strides[1], wc->strides[0], y, OUT, 1, 0, emb_num_threads() > 1 ? emb_num_threads() : 0);
         if (bc) {
             const double *bias = (const double *)(void *)emt_data(bc);
             for (int64_t r = 0; r < R; r++)

@@ -113,6 +113,11 @@ em_tensor_t *emt_view(em_tensor_t *base, const int64_t *shape, const int64_t *st
     if (t->storage) t->storage->refcount++;
     t->sym = base->sym;
     t->sym_id = base->sym_id;
+    if (!t->storage && emcap_note_alias(t) != EM_OK) { /* a lazy trace realizes aliases too */
+        __atomic_sub_fetch(&live_tensors, 1, __ATOMIC_RELAXED);
+        free(t);
+        return NULL;
+    }
     t->dtype = base->dtype;
     t->ndim = ndim;
     for (int d = 0; d < ndim; d++) {
@@ -340,7 +345,10 @@ bool em_shares_storage(em_tensor_t *a, em_tensor_t *b) {
 
 em_status em_to_data(em_tensor_t *t, void *dst, size_t nbytes) {
     if (!emt_check(t, "em_to_data", "t")) return em_last_status();
-    if (emt_is_symbolic(t)) return emcap_data_read("em_to_data", t);
+    if (emt_is_symbolic(t)) { /* a graph break: an error, or (lazy mode) t is realized by the call */
+        em_status br = emcap_data_read_at("em_to_data", t, __builtin_return_address(0));
+        if (br != EM_OK || emt_is_symbolic(t)) return br != EM_OK ? br : em_last_status();
+    }
     size_t need = (size_t)emt_numel(t) * emt_esize(t->dtype);
     if (!dst && need) return em_seterr(EM_ERR_ARG, "em_to_data: dst is NULL");
     if (nbytes != need) {
@@ -363,7 +371,9 @@ em_status em_to_data(em_tensor_t *t, void *dst, size_t nbytes) {
 
 double em_item(em_tensor_t *t) {
     if (!emt_check(t, "em_item", "t")) return 0.0 / 0.0;
-    if (emt_is_symbolic(t)) return emcap_data_read("em_item", t), 0.0 / 0.0;
+    if (emt_is_symbolic(t) && (emcap_data_read_at("em_item", t, __builtin_return_address(0)) != EM_OK ||
+                               emt_is_symbolic(t)))
+        return 0.0 / 0.0; /* a graph break (in lazy mode the call realizes t and the read goes on) */
     if (emt_numel(t) != 1) {
         char b[EMB_SHAPE_BUF];
         em_seterr(EM_ERR_SHAPE, "em_item: tensor %s has %lld elements; em_item needs exactly one "

@@ -121,6 +121,20 @@ struct th_case {
 extern const th_case th_cases_view[], th_cases_pointwise[], th_cases_reduce[], th_cases_nn[],
     th_cases_shape[], th_cases_linalg[];
 
+/* ---- op cases, compiled (compiled_ops.c) -------------------------------------------------------
+ * Each group of cases runs as one traced and compiled program per dtype (and one more for the f64
+ * gradients), compared with the eager results within th_tol(dtype) x the case's factor (x10 for
+ * gradients). cov (may be NULL) counts, per op-table index, the cases that ran compiled and
+ * matched: fwd for forward results, grad for gradients. filter: only ops whose name contains it. */
+#define TH_MAX_OPS 512
+typedef struct {
+    int fwd[TH_MAX_OPS], grad[TH_MAX_OPS];
+} th_compiled_cov;
+void th_compiled_group(const th_case *g, const char *gname, em_dtype dt, int grad, const char *filter,
+                       th_compiled_cov *cov);
+void th_compiled_cases(const th_case *const *groups, const char *const *names, int n_groups, const char *filter,
+                       th_compiled_cov *cov);
+
 /* default relative+absolute tolerance for a result of dtype dt */
 double th_tol(em_dtype dt);
 /* compares an output with a reference; prints a diagnostic and returns 0 on mismatch */

@@ -283,11 +283,28 @@ static int c_index(void *vg, const emc_pool *p, int node, const int *a) {
     int n = 0;
     switch ((emc_xk)x->kind) {
     case EMX_VAR: snprintf(b, sizeof b, "i%lld", (long long)x->i); break;
-    case EMX_AFF:
+    case EMX_AFF: {
+        /* terms in an order that does not depend on node numbering (which changes with the sizes):
+           loop variables by dim, then the rest as stored, so sources at two sizes differ only in
+           their numbers (src/capture/dynamic.c compares them) */
+        int ord[64], no = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (int k = 0; k < x->n && no < 64; k++) {
+                const emc_x *t = &p->x[EMC_ARG(p, node, k)];
+                bool var = t->kind == EMX_VAR;
+                if (pass == 0 && var) {
+                    int j = no++;
+                    while (j > 0 && p->x[EMC_ARG(p, node, ord[j - 1])].i > t->i) ord[j] = ord[j - 1], j--;
+                    ord[j] = k;
+                } else if (pass == 1 && !var) {
+                    ord[no++] = k;
+                }
+            }
         n += snprintf(b + n, sizeof b - (size_t)n, "(");
-        for (int k = 0; k < x->n && n < (int)sizeof b - 64; k++) {
+        for (int kk = 0; kk < x->n && n < (int)sizeof b - 64; kk++) {
+            int k = x->n <= 64 ? ord[kk] : kk;
             long long cf = (long long)p->coefv[x->a + k];
-            const char *sep = k == 0 ? (cf < 0 ? "-" : "") : cf < 0 ? " - " : " + ";
+            const char *sep = kk == 0 ? (cf < 0 ? "-" : "") : cf < 0 ? " - " : " + ";
             long long ac = cf < 0 ? -cf : cf;
             if (ac == 1) n += snprintf(b + n, sizeof b - (size_t)n, "%s%s", sep, H(a[k]));
             else n += snprintf(b + n, sizeof b - (size_t)n, "%s%s * %lld", sep, H(a[k]), ac);
@@ -296,6 +313,7 @@ static int c_index(void *vg, const emc_pool *p, int node, const int *a) {
                                 (long long)(x->i < 0 ? -x->i : x->i));
         snprintf(b + n, sizeof b - (size_t)n, ")");
         break;
+    }
     case EMX_DIV: snprintf(b, sizeof b, "(%s / %lld)", H(a[0]), (long long)x->i); break;
     case EMX_MOD: snprintf(b, sizeof b, "(%s %% %lld)", H(a[0]), (long long)x->i); break;
     default: snprintf(b, sizeof b, "clampi(%s, %lld, %lld)", H(a[0]), (long long)x->i, (long long)x->aux); break;

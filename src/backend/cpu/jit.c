@@ -277,14 +277,14 @@ em_status emc_jit_load(const char *src, const emc_opts *opts, emc_jit *out) {
     snprintf(out->source_path, sizeof out->source_path, "%s", cpath);
     if (access(so, R_OK) == 0 && load(so, out) == EM_OK) {
         out->disk_hit = true;
-        emb_log("cache", "disk hit: %s", so);
+        emb_log("cache", "disk hit: key %s: loaded %s, compiled nothing", out->key, so);
         if (access(cpath, R_OK) != 0) write_file(cpath, src); /* keep the source readable beside it */
-        emb_log("code", "generated source: %s", cpath);
+        emb_log("code", "generated source: %s (%zu bytes)", cpath, strlen(src));
         return EM_OK;
     }
-    emb_log("cache", "miss: compiling %s", cpath);
+    emb_log("cache", "miss: key %s: no %s in the cache, compiling", out->key, so);
     if (!write_file(cpath, src)) return em_seterr(EM_ERR_IO, "codegen: cannot write %s", cpath);
-    emb_log("code", "generated source: %s", cpath);
+    emb_log("code", "generated source: %s (%zu bytes)", cpath, strlen(src));
     char tmp[1100], qt[1200], qc[1200], cmd[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d.%ld.so", so, (int)getpid(), (long)(now_ms() * 1000) % 1000000);
     shq(qt, sizeof qt, tmp);
@@ -307,7 +307,7 @@ em_status emc_jit_load(const char *src, const emc_opts *opts, emc_jit *out) {
         unlink(tmp);
         return em_seterr(EM_ERR_IO, "codegen: cannot move the compiled program to %s", so);
     }
-    emb_log("cache", "compiled in %.0f ms: %s", out->cc_ms, so);
+    emb_log("cache", "compiled in %.0f ms: %s (command: %s)", out->cc_ms, so, cmd);
     return load(so, out);
 }
 
@@ -317,4 +317,34 @@ void emc_jit_unload(emc_jit *j) {
         j->dl = NULL;
         j->entry = NULL;
     }
+}
+
+/* the cache key's parts as short hashes, for capture's index of what a program was compiled with
+   (src/capture/explain.c names the part that changed when a program misses the disk cache) */
+static void short_hash(const void *p, size_t n, char out[17]) {
+    sha256 s;
+    char hex[65];
+    sha_init(&s);
+    sha_add(&s, p, n);
+    sha_hex(&s, hex);
+    memcpy(out, hex, 16);
+    out[16] = 0;
+}
+
+bool emc_jit_key_parts(const char *src, const emc_opts *opts, char parts[EMC_KEY_PARTS][17], char *dir, size_t n) {
+    const char *cc = cc_of(opts);
+    char ver[512], both[1100];
+    cc_version(cc, ver, sizeof ver);
+    short_hash(src, strlen(src), parts[0]);
+    snprintf(both, sizeof both, "%s\n%s", ver, cc);
+    short_hash(both, strlen(both), parts[1]);
+    short_hash(CC_FLAGS, strlen(CC_FLAGS), parts[2]);
+    sha256 s;
+    char hex[65];
+    sha_init(&s);
+    cpu_id(&s);
+    sha_hex(&s, hex);
+    memcpy(parts[3], hex, 16);
+    parts[3][16] = 0;
+    return cache_dir(opts, dir, n);
 }
