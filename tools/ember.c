@@ -12,7 +12,9 @@
 #include "cmd.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* the subcommands: name, one line of help, entry point (tools/cmd.h) */
 static const struct {
@@ -93,7 +95,19 @@ int cmd_ops(int argc, char **argv) {
     return 0;
 }
 
+/* The thread policy: OpenMP worker threads sleep when idle (OMP_WAIT_POLICY=PASSIVE) instead of
+   spinning, which on 2 cores shared with anything else (a compiler in the background, another
+   job) turned a 2.8 CPU-second eager GPT-2 step into 9.6 (docs/performance.md). libgomp reads the
+   variable once, when it loads, before main runs, so the command sets it and re-executes itself;
+   a value the user set is kept (OMP_WAIT_POLICY=ACTIVE ember ... spins). */
+static void thread_policy(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+    execv("/proc/self/exe", argv); /* returns only on failure: then go on as we are */
+}
+
 int main(int argc, char **argv) {
+    thread_policy(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

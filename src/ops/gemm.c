@@ -10,11 +10,16 @@
    M = 256 or N = 768/2304/3072. A B micro-panel
    (KC x 48) is reused from L1/L2 across the A block, which streams from L2; the B block sits
    in L3. For skinny problems (M <= 6 MR) with row-major B, packing B would cost more than it
-   saves, so B is read in place. Packing reads any strided view: contiguous rows or columns use
-   AVX-512 loads (with a 16 x 16 in-register transpose when the view runs the "wrong" way),
-   anything else scalar loops. Threads split the output into disjoint column (or row) ranges,
-   each with its own packing buffer from a small process-wide pool, so a call needs no locks or
-   barriers inside. Without AVX-512 an AVX2/FMA 6 x 16 kernel or a plain-C 4 x 32 kernel (which
+   saves, so B is read in place; for M <= 4 rows against B = W^T (rsb == 1: a linear layer's
+   forward, a decode step) sgemm_gemv_cols transposes 16 rows of W in registers and uses them at
+   once (no packing; each weight byte read once; the same k order and blocks as the packed path,
+   so the bits match). Reading 16 rows of W side by side (there and when packing a transposed B)
+   is a pattern the hardware prefetcher follows poorly, so both issue software prefetches along
+   the rows (1.5-2x on a decode step's cold weights). Packing reads any strided view:
+   contiguous rows or columns use AVX-512 loads (with a 16 x 16 in-register transpose when the
+   view runs the "wrong" way), anything else scalar loops. Threads split the output into
+   disjoint column (or row) ranges, each with its own packing buffer from a small process-wide
+   pool, so a call needs no locks or barriers inside. Without AVX-512 an AVX2/FMA 6 x 16 kernel or a plain-C 4 x 32 kernel (which
    the compiler vectorizes) runs under the same driver. emk_dgemm is a simpler float64 version of
    the same structure with a plain-C 4 x 32 register tile. */
 #include "gemm.h"
