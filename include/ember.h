@@ -734,7 +734,11 @@ em_status em_generate(em_model_t *m, const int32_t *const *prompts, const int64_
 /* (generation section: end) */
 
 /* ---- runtime ------------------------------------------------------------------------------ */
-void em_set_num_threads(int n);   /* default: $EMBER_NUM_THREADS, else all cores */
+/* The threads of every parallel region: Ember's kernels, generated code, and OpenMP's default
+   (em_set_num_threads calls omp_set_num_threads, so regions without a num_threads clause follow
+   too). n <= 0: back to the default, $EMBER_NUM_THREADS, else OpenMP's ($OMP_NUM_THREADS, else
+   all cores). Call it outside parallel regions. */
+void em_set_num_threads(int n);
 int  em_get_num_threads(void);
 const char *em_version(void);
 

@@ -5,6 +5,8 @@
 
 #include "tensor/tensor.h"
 
+#include <omp.h>
+
 static void test_philox_kat(void) {
     /* Random123's known-answer vectors for philox4x32_10 */
     static const uint32_t ctr[3][4] = {{0, 0, 0, 0}, {~0u, ~0u, ~0u, ~0u}, {0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}};
@@ -269,8 +271,79 @@ static void test_errors(void) {
     em_scope_end(s);
 }
 
+/* em_randn(EM_F32) takes random.c's vectorized path; its floats must be today's (libm's
+   emt_normal_at, rounded) bit for bit, at any thread count */
+static void test_randn_fast_path(void) {
+    em_scope_t *s = em_scope_begin();
+    int64_t n = 2000000;
+    float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
+    em_set_num_threads(1);
+    em_manual_seed(42);
+    em_status s1 = em_to_data(em_randn(&n, 1, EM_F32), a, sizeof(float) * (size_t)n);
+    em_set_num_threads(2);
+    em_manual_seed(42);
+    em_status s2 = em_to_data(em_randn(&n, 1, EM_F32), b, sizeof(float) * (size_t)n);
+    em_set_num_threads(0);
+    TH_CHECK(s1 == EM_OK && s2 == EM_OK && !memcmp(a, b, sizeof(float) * (size_t)n),
+             "randn(2M, f32) is bitwise the same at 1 and 2 threads");
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += a[i] != (float)emt_normal_at(42, (uint64_t)i);
+    TH_CHECK(bad == 0, "randn(2M, f32) == (float)emt_normal_at (libm Box-Muller) everywhere (%lld differ)", (long long)bad);
+    /* known values (computed with libm before the fast path existed) */
+    static const int64_t at[5] = {0, 1, 777, 123456, 1999999};
+    static const uint32_t want[5] = {0xbf785e5c, 0xbd95e030, 0xbf22b76c, 0x3fb6f1f8, 0xbef9e15f};
+    for (int k = 0; k < 5; k++) {
+        uint32_t got;
+        memcpy(&got, &a[at[k]], 4);
+        TH_CHECK(got == want[k], "randn seed 42 element %lld: %08x (want %08x)", (long long)at[k], got, want[k]);
+    }
+    int64_t slow = emt_normal_fill_f32(42, 0, n, b);
+    TH_CHECK(!memcmp(a, b, sizeof(float) * (size_t)n) && slow > 0 && slow < n / 1000,
+             "emt_normal_fill_f32: same floats, libm on %lld of %lld elements only", (long long)slow, (long long)n);
+    free(a);
+    free(b);
+    em_scope_end(s);
+}
+
+/* em_set_num_threads reaches OpenMP's own default (regions without a num_threads clause, and
+   emk_sgemm with parallel == 1 asks omp_get_max_threads()), not only Ember's num_threads clauses */
+static int threads_in_plain_region(void) {
+    int n = 0;
+#pragma omp parallel
+    {
+#pragma omp single
+        n = omp_get_num_threads();
+    }
+    return n;
+}
+
+static void test_num_threads(void) {
+    em_scope_t *s = em_scope_begin();
+    em_set_num_threads(1);
+    TH_CHECK(em_get_num_threads() == 1 && omp_get_max_threads() == 1 && threads_in_plain_region() == 1,
+             "em_set_num_threads(1): Ember %d, omp_get_max_threads %d, a plain omp region %d threads",
+             em_get_num_threads(), omp_get_max_threads(), threads_in_plain_region());
+    em_manual_seed(3);
+    em_tensor_t *a = em_randn((int64_t[]){96, 200}, 2, EM_F32), *b = em_randn((int64_t[]){200, 300}, 2, EM_F32);
+    em_tensor_t *c1 = em_matmul(a, b);
+    em_set_num_threads(2);
+    TH_CHECK(em_get_num_threads() == 2 && omp_get_max_threads() == 2 && threads_in_plain_region() == 2,
+             "em_set_num_threads(2): Ember %d, omp_get_max_threads %d, a plain omp region %d threads",
+             em_get_num_threads(), omp_get_max_threads(), threads_in_plain_region());
+    em_tensor_t *c2 = em_matmul(a, b);
+    TH_CHECK(c1 && c2 && em_item(em_amax(em_abs(em_sub(c1, c2)), NULL, 0, false)) == 0,
+             "a matmul is bitwise the same at 1 and 2 threads");
+    em_set_num_threads(0);
+    TH_CHECK(em_get_num_threads() >= 1 && omp_get_max_threads() == em_get_num_threads(),
+             "em_set_num_threads(0): back to the default (%d), OpenMP follows (%d)", em_get_num_threads(),
+             omp_get_max_threads());
+    em_scope_end(s);
+}
+
 int main(void) {
     int64_t live = em_live_tensors();
+    test_num_threads();
+    test_randn_fast_path();
     test_philox_kat();
     test_rng_reproducible();
     test_dtype_conversions();

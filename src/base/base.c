@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -327,21 +328,48 @@ bool emb_mul_overflows(int64_t a, int64_t b, int64_t *out) {
 }
 
 /* ---- threads -------------------------------------------------------------------------------- */
-static int n_threads;
+/* One thread count for every OpenMP region: the library's kernels pass emb_num_threads() as
+   num_threads, generated code gets it as rt->nthreads, and it is also OpenMP's own default
+   (omp_set_num_threads), which the regions without a num_threads clause use (emk_sgemm called
+   with parallel == 1 asks omp_get_max_threads()). The default is $EMBER_NUM_THREADS, else what
+   OpenMP had before Ember changed it ($OMP_NUM_THREADS, else all cores). */
+static int n_threads, omp_default;
 
 int emb_num_threads(void) {
     if (n_threads <= 0) {
         const char *e = getenv("EMBER_NUM_THREADS");
         int n = e ? atoi(e) : 0;
 #ifdef _OPENMP
-        if (n <= 0) n = omp_get_num_procs();
+        if (omp_default <= 0) omp_default = omp_in_parallel() ? omp_get_num_procs() : omp_get_max_threads();
+        if (n <= 0) n = omp_default;
+        if (n > 0 && !omp_in_parallel()) omp_set_num_threads(n);
 #endif
         n_threads = n > 0 ? n : 1;
     }
     return n_threads;
 }
 
-void em_set_num_threads(int n) { n_threads = n > 0 ? n : 0; }
+void em_set_num_threads(int n) {
+    n_threads = n > 0 ? n : 0;
+    n = emb_num_threads();
+#ifdef _OPENMP
+    if (!omp_in_parallel()) omp_set_num_threads(n);
+#endif
+}
 int em_get_num_threads(void) { return emb_num_threads(); }
 
 const char *em_version(void) { return "0.1.0"; }
+
+/* ---- files ---- */
+
+bool emb_mkdirs(const char *path) {
+    char tmp[1024];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return false;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return false;
+        *p = '/';
+    }
+    return mkdir(tmp, 0755) == 0 || errno == EEXIST;
+}

@@ -52,6 +52,10 @@ typedef struct {
 emb_alloc_stats emb_alloc_get_stats(void);
 void emb_alloc_trim(void);        /* unmaps every cached block (tests; memory pressure) */
 
+/* creates a directory and its missing parents (mkdir -p, mode 0755); false when a part cannot be
+   made (errno tells why) or the path is longer than 1023 bytes */
+bool emb_mkdirs(const char *path);
+
 /* logging: EMBER_LOG=chan1,chan2 (or "all"); emb_log_on is cheap enough for hot paths */
 bool emb_log_on(const char *channel);
 void emb_log(const char *channel, const char *fmt, ...) EM_PRINTF(2, 3);

@@ -40,18 +40,6 @@ static bool write_text(const char *dir, const char *file, const char *text) {
     return ok;
 }
 
-static bool mkdir_p(const char *path) {
-    char tmp[1024];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return false;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return false;
-        *p = '/';
-    }
-    return mkdir(tmp, 0755) == 0 || errno == EEXIST;
-}
-
 static void write_graph(const char *dir, const char *file, const emg_graph *g) {
     char *t = g ? emg_print(g) : NULL;
     if (t) write_text(dir, file, t);
@@ -87,7 +75,7 @@ void emcap_dump(const char *name, const emg_graph *traced, const emg_graph *opti
     const char *root = getenv("EMBER_DEBUG_DIR");
     if (!root || !root[0]) return;
     char dir[1024];
-    if (snprintf(dir, sizeof dir, "%s/%s", root, name) >= (int)sizeof dir || !mkdir_p(dir)) {
+    if (snprintf(dir, sizeof dir, "%s/%s", root, name) >= (int)sizeof dir || !emb_mkdirs(dir)) {
         emb_log("code", "%s: cannot create the debug dump folder %s", name, dir);
         return;
     }
@@ -118,7 +106,7 @@ void emcap_dump_text(const char *name, const char *file, const char *text) {
     const char *root = getenv("EMBER_DEBUG_DIR");
     if (!root || !root[0] || !text) return;
     char dir[1024];
-    if (snprintf(dir, sizeof dir, "%s/%s", root, name) >= (int)sizeof dir || !mkdir_p(dir) || !write_text(dir, file, text))
+    if (snprintf(dir, sizeof dir, "%s/%s", root, name) >= (int)sizeof dir || !emb_mkdirs(dir) || !write_text(dir, file, text))
         emb_log("code", "%s: cannot write %s into the debug dump folder %s", name, file, dir);
     else
         emb_log("code", "%s: debug dump in %s", name, dir);
@@ -172,7 +160,7 @@ void emcap_cache_note(const emg_graph *g, const void *prog) {
     } else if (!st->disk_hit && !oldkey[0]) {
         emb_log("cache", "disk cache miss for a graph not compiled before (index %s/%s)", idx, file);
     }
-    if (!mkdir_p(idx)) return;
+    if (!emb_mkdirs(idx)) return;
     char body[400];
     snprintf(body, sizeof body, "key %s\n%s %s\n%s %s\n%s %s\n%s %s\n", st->key, part_names[0], parts[0],
              part_names[1], parts[1], part_names[2], parts[2], part_names[3], parts[3]);

@@ -286,6 +286,11 @@ typedef struct {
     int fallback;                  /* FALLBACK: index into the fallback table */
     emc_view A, B;                 /* MATMUL operands */
     int mm_value;                  /* MATMUL: its output value */
+    emc_view C;                    /* MATMUL: where the product goes: mm_value's buffer, contiguous;
+                                      or, when mm_value's one reader is a chain of reshapes and
+                                      permutes that a matmul needs contiguous (attention's heads
+                                      back to (B, T, C)), that chain's buffer at strides, and
+                                      mm_value has no buffer of its own */
 } emc_kernel;
 
 typedef enum { EMC_B_NONE, EMC_B_INPUT, EMC_B_CONST, EMC_B_OUTPUT, EMC_B_ARENA } emc_bkind;
@@ -331,6 +336,7 @@ typedef struct {
     emc_entry_fn entry;
     bool disk_hit;
     double cc_ms;
+    int units;          /* translation units the C compiler built (1: the file whole; 0: a disk hit) */
     char key[65];
     char source_path[1024];
 } emc_jit;

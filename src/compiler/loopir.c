@@ -212,6 +212,37 @@ int emc_var(emc_pool *p, int dim, int64_t extent) {
     return intern(p, t, NULL, NULL);
 }
 
+/* ---- a structural order ----------------------------------------------------------------------------
+ * Node ids follow creation order, and creation order can follow the order in which the C compiler
+ * evaluates function arguments (unspecified in C: f(mk(a), mk(b)) makes a's node first under one
+ * compiler and b's under another). Anything canonical (the order of an index sum's terms, which
+ * also steers the simplifier) is therefore ordered by structure: kind, type, op, payload, then
+ * the arguments, recursively. Nodes are interned, so two different ids are two different
+ * structures and the order is total; the recursion follows one path (equal arguments share an id
+ * and are skipped), so it costs the depth of the expressions. */
+static int x_cmp(const emc_pool *p, int a, int b) {
+    while (a != b) {
+        const emc_x *x = &p->x[a], *y = &p->x[b];
+        if (x->kind != y->kind) return x->kind < y->kind ? -1 : 1;
+        if (x->ty != y->ty) return x->ty < y->ty ? -1 : 1;
+        if (x->op != y->op) return x->op < y->op ? -1 : 1;
+        if (x->i != y->i) return x->i < y->i ? -1 : 1;
+        if (x->aux != y->aux) return x->aux < y->aux ? -1 : 1;
+        uint64_t fx, fy;
+        memcpy(&fx, &x->f, 8);
+        memcpy(&fy, &y->f, 8);
+        if (fx != fy) return fx < fy ? -1 : 1;
+        if (x->n != y->n) return x->n < y->n ? -1 : 1;
+        int k = 0;
+        while (k < x->n && p->argv[x->a + k] == p->argv[y->a + k] && p->coefv[x->a + k] == p->coefv[y->a + k]) k++;
+        if (k == x->n) return 0; /* not reached for interned nodes */
+        if (p->argv[x->a + k] == p->argv[y->a + k]) return p->coefv[x->a + k] < p->coefv[y->a + k] ? -1 : 1;
+        a = p->argv[x->a + k];
+        b = p->argv[y->a + k];
+    }
+    return 0;
+}
+
 /* ---- affine sums ------------------------------------------------------------------------------- */
 typedef struct {
     int64_t c;
@@ -277,8 +308,8 @@ static void aff_norm(const emc_pool *p, aff *s) {
             }
         }
     }
-    for (int i = 1; i < s->n; i++) /* insertion sort by term id */
-        for (int j = i; j > 0 && s->t[j - 1] > s->t[j]; j--) {
+    for (int i = 1; i < s->n; i++) /* insertion sort by structure (not by id: see x_cmp) */
+        for (int j = i; j > 0 && x_cmp(p, s->t[j - 1], s->t[j]) > 0; j--) {
             int t = s->t[j];
             s->t[j] = s->t[j - 1];
             s->t[j - 1] = t;
@@ -468,7 +499,8 @@ int emc_ix_mod(emc_pool *p, int a, int64_t k) {
         int64_t g = split_gcd(p, &s, k, &big, &small);
         if (g > 1) {
             int m = emc_ix_mod(p, aff_make(p, &big), k / g);
-            return emc_ix_add(p, emc_ix_mul(p, m, g), aff_make(p, &small));
+            int mg = emc_ix_mul(p, m, g); /* sequenced: node ids follow creation order */
+            return emc_ix_add(p, mg, aff_make(p, &small));
         }
     }
     emc_x t = tmpl(EMX_MOD, EMC_I64);

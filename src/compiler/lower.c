@@ -147,7 +147,8 @@ static int lower_pad(lctx *L, const emg_node *n, const emo_meta *om, const int *
             q[d] = emc_ix_clamp(L->p, q[d], 0, s - 1);
         }
     }
-    return emc_where(L->p, cond, ld(L, u, q), emc_const_of(L->p, om->dtype, n->attrs.f[0]));
+    int x = ld(L, u, q); /* sequenced: node ids follow creation order (see loopir.c, x_cmp) */
+    return emc_where(L->p, cond, x, emc_const_of(L->p, om->dtype, n->attrs.f[0]));
 }
 
 /* the expression of a pointwise or view node (outputs: one); *view set for pure index moves */
@@ -183,7 +184,8 @@ static int lower_elementwise(lctx *L, const emg_node *n, const emo_meta *om, boo
     case EMO_full: return emc_const_of(p, D, a->f[0]);
     case EMO_arange: {
         int i = emc_conv(p, nd == 1 ? V[0] : emc_const_i(p, EMC_I64, 0), EMC_F64);
-        int x = emc_bin(p, EMO_add, emc_const_f(p, EMC_F64, a->f[0]), emc_bin(p, EMO_mul, i, emc_const_f(p, EMC_F64, a->f[2])));
+        int step = emc_bin(p, EMO_mul, i, emc_const_f(p, EMC_F64, a->f[2]));
+        int x = emc_bin(p, EMO_add, emc_const_f(p, EMC_F64, a->f[0]), step);
         return emc_cast(p, x, D);
     }
     case EMO_rand: case EMO_randn: case EMO_randint: {
@@ -228,7 +230,8 @@ static int lower_elementwise(lctx *L, const emg_node *n, const emo_meta *om, boo
         em_dtype dts[2] = {m0->dtype, m1->dtype};
         int nds[2] = {m0->ndim, m1->ndim};
         emc_ty ct = compute_ty(emt_result_type(dts, nds, 2));
-        return emc_bin(p, n->op, emc_conv(p, ld_b(L, n->in[0], V, nd), ct), emc_conv(p, ld_b(L, n->in[1], V, nd), ct));
+        int x = emc_conv(p, ld_b(L, n->in[0], V, nd), ct);
+        return emc_bin(p, n->op, x, emc_conv(p, ld_b(L, n->in[1], V, nd), ct));
     }
     case EMO_add: case EMO_sub: case EMO_mul: case EMO_div: case EMO_pow: case EMO_maximum: case EMO_minimum: {
         emc_ty ct = compute_ty(D);

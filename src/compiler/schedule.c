@@ -39,7 +39,8 @@ typedef struct {
     emc_ctx *c;
     emc_pool *p;
     bool *need;       /* values some kernel loads (so they keep a buffer) */
-    emc_view *mmv;    /* per node: its two matmul operands */
+    emc_view *mmv;    /* per node: its two matmul operands, then where its product goes (value -1:
+                         its own buffer) */
 } sctx;
 
 static const emo_meta *meta(const emc_ctx *c, int v) { return &c->g->vals[v].meta; }
@@ -142,11 +143,83 @@ static void contiguous_view(const emc_ctx *c, int a, emc_view *out) {
     emt_contig_strides(m->shape, m->ndim, out->st);
 }
 
+/* (shape, st) viewed as nshape without a copy (PyTorch's computeStride, as view.c's reshape) */
+static bool reshape_strides(const int64_t *shape, const int64_t *st, int nd, const int64_t *nshape, int nnd,
+                            int64_t *nst) {
+    if (emt_numel_shape(shape, nd) == 0 || nd == 0) {
+        emt_contig_strides(nshape, nnd, nst);
+        return true;
+    }
+    int view_d = nnd - 1;
+    int64_t chunk = st[nd - 1], tnumel = 1, vnumel = 1;
+    for (int d = nd - 1; d >= 0; d--) {
+        tnumel *= shape[d];
+        if (d == 0 || (shape[d - 1] != 1 && st[d - 1] != tnumel * chunk)) {
+            while (view_d >= 0 && (vnumel < tnumel || nshape[view_d] == 1)) {
+                nst[view_d] = vnumel * chunk;
+                vnumel *= nshape[view_d];
+                view_d--;
+            }
+            if (vnumel != tnumel) return false;
+            if (d > 0) {
+                chunk = st[d - 1];
+                tnumel = 1;
+                vnumel = 1;
+            }
+        }
+    }
+    return view_d == -1;
+}
+
+/* v needs a contiguous buffer to be a matmul operand. When v is reshapes and permutes of a
+   matmul's product read by nothing else (attention's (B, NH, T, HS) heads back to (B, T, C)),
+   that matmul writes straight into v's buffer at strides and the copy kernel disappears.
+   Fills *out (a view of v's buffer in the product's dims) and returns the product's node, or -1. */
+static int fold_product(const emc_ctx *c, int v, emc_view *out) {
+    const emg_graph *g = c->g;
+    if (c->lv[v].kind != EMC_L_VIEW || c->lv[v].node < 0) return -1;
+    int nd = meta(c, v)->ndim;
+    int64_t shape[EM_MAX_DIMS], st[EM_MAX_DIMS];
+    memcpy(shape, meta(c, v)->shape, sizeof shape);
+    emt_contig_strides(shape, nd, st);
+    int u = v;
+    while (c->lv[u].kind == EMC_L_VIEW && c->lv[u].node >= 0) {
+        const emg_node *n = &g->nodes[c->lv[u].node];
+        if ((n->op != EMO_reshape && n->op != EMO_permute) || n->n_in != 1 || n->n_out != 1) return -1;
+        if (u != v && (c->lv[u].n_uses != 1 || c->lv[u].is_output || c->mat[u])) return -1;
+        const emo_meta *im = meta(c, n->in[0]);
+        int64_t ist[EM_MAX_DIMS];
+        if (n->op == EMO_permute) {
+            if (im->ndim != nd) return -1;
+            for (int j = 0; j < nd; j++) {
+                int64_t d = n->attrs.i[j];
+                if (d < 0 || d >= nd) return -1;
+                ist[d] = st[j];
+            }
+        } else if (!reshape_strides(shape, st, nd, im->shape, im->ndim, ist)) {
+            return -1;
+        }
+        nd = im->ndim;
+        memcpy(shape, im->shape, sizeof shape);
+        memcpy(st, ist, sizeof st);
+        u = n->in[0];
+    }
+    const emc_lval *lu = &c->lv[u];
+    if (lu->kind != EMC_L_MATMUL || lu->node < 0 || lu->n_uses != 1 || lu->is_output || u == v) return -1;
+    if (meta(c, u)->dtype != meta(c, v)->dtype) return -1;
+    memset(out, 0, sizeof *out);
+    out->value = v;
+    out->nd = nd;
+    memcpy(out->shape, shape, sizeof out->shape);
+    memcpy(out->st, st, sizeof out->st);
+    return lu->node;
+}
+
 static em_status choose_buffers(sctx *s) {
     emc_ctx *c = s->c;
     const emg_graph *g = c->g;
     bool log = emb_log_on("fusion");
-    char nb[96];
+    char nb[96], nb2[96];
     for (int v = 0; v < g->n_vals; v++) {
         const emc_lval *lv = &c->lv[v];
         c->mat[v] = lv->kind == EMC_L_INPUT || lv->kind == EMC_L_MATMUL || lv->kind == EMC_L_FALLBACK ||
@@ -176,6 +249,21 @@ static em_status choose_buffers(sctx *s) {
             }
             c->mat[vw->value] = true;
             s->need[vw->value] = true;
+        }
+    }
+    for (int k = 0; k < g->n_nodes; k++) s->mmv[2 * g->n_nodes + k].value = -1;
+    for (int k = 0; k < g->n_nodes; k++) {
+        const emg_node *n = &g->nodes[k];
+        if (c->lv[n->out0].kind != EMC_L_MATMUL) continue;
+        for (int i = 0; i < 2; i++) {
+            emc_view cv;
+            int a = s->mmv[2 * k + i].value, pn = c->lv[a].kind == EMC_L_VIEW ? fold_product(c, a, &cv) : -1;
+            if (pn < 0 || s->mmv[2 * g->n_nodes + pn].value >= 0) continue;
+            s->mmv[2 * g->n_nodes + pn] = cv;
+            c->mat[g->nodes[pn].out0] = false;
+            if (log)
+                emb_log("fusion", "%s writes its product into %s's buffer at strides (no copy kernel)",
+                        vname(nb, sizeof nb, c, g->nodes[pn].out0), vname(nb2, sizeof nb2, c, a));
         }
     }
     /* pointwise values read several times: recompute when cheap */
@@ -503,6 +591,9 @@ static em_status open_extern(sctx *s, int node) {
     k->mm_value = n->out0;
     k->A = s->mmv[2 * node];
     k->B = s->mmv[2 * node + 1];
+    k->C = s->mmv[2 * c->g->n_nodes + node];
+    if (k->C.value >= 0) c->kern_of[k->C.value] = kj; /* computed here: never a root of its own */
+    else contiguous_view(c, n->out0, &k->C);
     return EM_OK;
 }
 
@@ -749,7 +840,7 @@ static void log_kernels(const emc_ctx *c) {
 
 em_status emc_schedule(emc_ctx *c) {
     const emg_graph *g = c->g;
-    sctx s = {c, &c->pool, calloc((size_t)g->n_vals + 1, sizeof(bool)), calloc((size_t)g->n_nodes * 2 + 2, sizeof(emc_view))};
+    sctx s = {c, &c->pool, calloc((size_t)g->n_vals + 1, sizeof(bool)), calloc((size_t)g->n_nodes * 3 + 2, sizeof(emc_view))};
     c->mat = calloc((size_t)g->n_vals + 1, sizeof *c->mat);
     c->kern_of = malloc(sizeof(int) * ((size_t)g->n_vals + 1));
     if (!s.need || !s.mmv || !c->mat || !c->kern_of) {
@@ -767,7 +858,7 @@ em_status emc_schedule(emc_ctx *c) {
         case EMC_L_SCAN: st = open_reduce(&s, n->out0); break;
         case EMC_L_REDUCE: st = place_root(&s, n->out0); break;
         case EMC_L_POINTWISE: case EMC_L_VIEW:
-            if (c->mat[n->out0]) st = place_root(&s, n->out0);
+            if (c->mat[n->out0] && c->kern_of[n->out0] < 0) st = place_root(&s, n->out0);
             break;
         default: break;
         }

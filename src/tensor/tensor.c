@@ -338,9 +338,15 @@ const int64_t *em_shape(em_tensor_t *t) { return emt_check(t, "em_shape", "t") ?
 em_dtype em_type(em_tensor_t *t) { return emt_check(t, "em_type", "t") ? t->dtype : EM_F32; }
 bool em_is_contiguous(em_tensor_t *t) { return emt_check(t, "em_is_contiguous", "t") && emt_is_contiguous(t); }
 
+/* Symbolic tensors (inside a trace) have no storage: what identifies theirs is the tracer and
+   the graph value (emt_view copies both, so aliases made by emt_view answer true). A value that a
+   traced view op makes is a new graph value, so it answers false against its input: in a
+   compiled program every output is a fresh buffer anyway. */
 bool em_shares_storage(em_tensor_t *a, em_tensor_t *b) {
-    return emt_check(a, "em_shares_storage", "a") && emt_check(b, "em_shares_storage", "b") &&
-           a->storage == b->storage;
+    if (!emt_check(a, "em_shares_storage", "a") || !emt_check(b, "em_shares_storage", "b")) return false;
+    if (emt_is_symbolic(a) || emt_is_symbolic(b))
+        return emt_is_symbolic(a) && emt_is_symbolic(b) && a->sym == b->sym && a->sym_id == b->sym_id;
+    return a->storage == b->storage;
 }
 
 em_status em_to_data(em_tensor_t *t, void *dst, size_t nbytes) {

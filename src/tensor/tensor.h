@@ -159,6 +159,9 @@ static inline float emt_uniform_at(uint64_t seed, uint64_t ctr) {
     return (float)(r[0] >> 8) * (1.0f / 16777216.0f);
 }
 double emt_normal_at(uint64_t seed, uint64_t ctr);  /* Box-Muller on words 0 and 1 */
+/* out[i] = (float)emt_normal_at(seed, ctr0 + i), bit for bit, in parallel and without libm on
+   almost every element; returns how many elements needed libm (random.c) */
+int64_t emt_normal_fill_f32(uint64_t seed, uint64_t ctr0, int64_t n, float *out);
 /* reserves n counters from the global generator and returns the first */
 uint64_t emt_rng_reserve(uint64_t n, uint64_t *seed);
 

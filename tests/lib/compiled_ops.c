@@ -11,8 +11,8 @@
  * compiled backward graph of every differentiable op is checked the same way (tolerance x10: the
  * backward graph is decomposed too, and rounds differently from the eager backward formulas).
  *
- * A case that cannot be traced (one that inspects storage, such as "the copy shares no
- * storage") or that fails eagerly (an error case) is skipped; the caller counts, per op, the
+ * A case that cannot be traced or that fails eagerly (an error case) is skipped (the copy cases,
+ * which check em_shares_storage, trace: symbolic tensors compare by graph value); the caller counts, per op, the
  * cases that did run compiled (th_compiled_cov) and fails when an op has none, so a new op
  * cannot land without a compiled case.
  *
@@ -38,18 +38,6 @@ typedef struct {
     em_tensor_t *w[OPS_MAX * TH_MAX_OUT]; /* cotangents (grad mode) */
 } ops_ctx;
 
-/* Cases whose forward also checks a property that only realized tensors have use a plain forward
-   here. The copy cases check that the result shares no storage with the input; em_shares_storage
-   cannot answer that for symbolic tensors (two of them compare as sharing, neither having storage),
-   so the case would never trace. Compiled, the property is moot: every output is a fresh buffer. */
-static int fwd_copy_plain(em_tensor_t *const *in, const th_case *c, em_tensor_t **out) {
-    (void)c;
-    out[0] = em_clone(in[0]);
-    return out[0] ? 1 : 0;
-}
-
-static th_fwd_fn fwd_of(const th_case *c) { return !strcmp(c->op, "copy") ? fwd_copy_plain : c->fwd; }
-
 /* the traced function: every case's forward (and backward in grad mode) on its own inputs */
 static em_status ops_fn(void *vctx, em_tensor_t *const *in, int n_in, em_tensor_t **out, int n_out) {
     ops_ctx *o = vctx;
@@ -60,7 +48,7 @@ static em_status ops_fn(void *vctx, em_tensor_t *const *in, int n_in, em_tensor_
         const th_case *c = o->c[k];
         em_tensor_t *cin[TH_MAX_IN], *cout[TH_MAX_OUT] = {0};
         for (int i = 0; i < c->n_in; i++) cin[i] = in[o->first_in[k] + i];
-        int n = fwd_of(c)(cin, c, cout);
+        int n = c->fwd(cin, c, cout);
         if (n != o->n_outs[k]) return em_seterr(EM_ERR_STATE, "case %s [%s] gave %d outputs", c->op, c->label, n);
         if (!o->grad) {
             for (int j = 0; j < n; j++) out[w++] = cout[j];
@@ -101,7 +89,7 @@ void th_compiled_group(const th_case *g, const char *gname, em_dtype dt, int gra
                 em_set_requires_grad(in[base + i], true);
         }
         em_tensor_t *cout[TH_MAX_OUT] = {0};
-        int n = fwd_of(c)(in + base, c, cout);
+        int n = c->fwd(in + base, c, cout);
         if (n <= 0) continue; /* a case that errors eagerly (error cases) */
         o.c[k] = c;
         o.first_in[k] = base;
@@ -116,7 +104,7 @@ void th_compiled_group(const th_case *g, const char *gname, em_dtype dt, int gra
             }
         }
         /* this case alone, on its own inputs: eager results (gradients) and whether it traces
-           (cases that look at storage, such as "the copy does not share storage", do not) */
+           (a case that cannot run symbolically does not) */
         ops_ctx *one = calloc(1, sizeof *one);
         if (!one) break;
         *one = o;

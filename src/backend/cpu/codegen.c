@@ -1177,7 +1177,8 @@ static void view_base(char *b, size_t n, const emc_ctx *c, const emc_view *v) {
 
 /* the epilogue members over rows [r0, r1) and columns [c0, c1) of batch item b's output (dm, dn:
    the kernel dims of M and N, -1 when a 1-d operand dropped them) */
-static void matmul_epilogue(cg *g, int dm, int dn, const char *r0, const char *r1, const char *c0, const char *c1) {
+static void matmul_epilogue(cg *g, int dm, int dn, bool fold, const char *r0, const char *r1, const char *c0,
+                            const char *c1) {
     const emc_kernel *k = g->k;
     line(g, "/* epilogue on this slice, while it is in cache */");
     int mark = scope_mark(g);
@@ -1186,7 +1187,13 @@ static void matmul_epilogue(cg *g, int dm, int dn, const char *r0, const char *r
     reset_inner(g, vars);
     line(g, "for (int64_t ii = %s; ii < %s; ii++) {", r0, r1);
     g->ind++;
-    if (dm >= 0) line(g, "int64_t i%d = ii;", dm);
+    if (fold) { /* rows span the batch dims and M (dims 0..dm) */
+        int rd[EM_MAX_DIMS];
+        for (int d = 0; d <= dm; d++) rd[d] = d;
+        unravel(g, rd, dm + 1, "ii");
+    } else if (dm >= 0) {
+        line(g, "int64_t i%d = ii;", dm);
+    }
     for (int i = 0; i < k->n_m; i++)
         if (k->m[i].role == EMC_M_STORE && k->m[i].store) {
             hoist(g, k->m[i].expr);
@@ -1210,9 +1217,24 @@ static void matmul_epilogue(cg *g, int dm, int dn, const char *r0, const char *r
     scope_pop(g, mark);
 }
 
-/* C (batch..., M, N) = A @ B through rt->sgemm / rt->dgemm, then the epilogue. One big product:
-   threads split the wider output dim like emk_sgemm and finish their slice. Many small products
-   (attention heads): threads take whole batch items. */
+/* dims 0..n-1 of (shape, st) as one run of rows (size-1 dims skipped): their common row stride */
+static bool row_chain(const int64_t *shape, const int64_t *st, int n, int64_t *rs) {
+    int64_t sz[EM_MAX_DIMS], s2[EM_MAX_DIMS];
+    int m = 0;
+    for (int d = 0; d < n; d++)
+        if (shape[d] != 1) sz[m] = shape[d], s2[m++] = st[d];
+    if (m == 0 || s2[m - 1] == 0) return false;
+    for (int i = 0; i + 1 < m; i++)
+        if (s2[i] != sz[i + 1] * s2[i + 1]) return false;
+    *rs = s2[m - 1];
+    return true;
+}
+
+/* C (batch..., M, N) = A @ B through rt->sgemm / rt->dgemm, then the epilogue. C is k->C: the
+   product's own buffer, or (schedule.c) the buffer of the reshaped/permuted value it feeds, at
+   strides. A batch over a shared B whose rows stay one run (a linear over (B, T, C)) is one product
+   of batch * M rows. One big product: threads split the wider output dim like emk_sgemm and finish
+   their slice. Many small products (attention heads): threads take whole batch items. */
 static void emit_matmul(cg *g) {
     const emc_kernel *k = g->k;
     const emc_ctx *c = g->c;
@@ -1226,43 +1248,69 @@ static void emit_matmul(cg *g) {
     int64_t rsb = has_n ? B->st[B->nd - 2] : B->st[0], csb = has_n ? B->st[B->nd - 1] : 0;
     int64_t count = 1;
     for (int d = 0; d < nb; d++) count *= k->shape[d];
-    char abase[64], bbase[64], cn[32];
+    /* the product's place: k->C (its own buffer, or the buffer of the reshaped heads it feeds) */
+    const emc_view *Cv = &k->C;
+    int64_t rsc = has_m ? Cv->st[dm] : 0, csc = has_n ? Cv->st[dn] : 1;
+    char abase[64], bbase[64], cbase[64];
     view_base(abase, sizeof abase, c, A);
     view_base(bbase, sizeof bbase, c, B);
-    bname(cn, sizeof cn, c, k->mm_value);
+    view_base(cbase, sizeof cbase, c, Cv);
     const char *fn = dbl ? "rt->dgemm" : "rt->sgemm", *T = dbl ? "double" : "float";
     int64_t nr = dbl ? 32 : 48, mr = dbl ? 4 : 8;
     double work = (double)M * (double)N * (double)K; /* multiply-adds per item */
     bool epi = false;
     for (int i = 0; i < k->n_m; i++) epi |= k->m[i].role == EMC_M_STORE && k->m[i].store;
+    /* B shared by every batch item and A's batch dims one stride chain with its rows (x @ w^T of
+       a linear over (B, T, C)): one GEMM over count * M rows, so B is packed once and there is one
+       parallel region, as eager's linear does. gemm.h promises the same bits however M is sliced. */
+    bool fold = false;
+    if (count >= 2 && has_m && A->nd - 2 == nb) {
+        bool shared = true;
+        for (int d = 0; d < B->nd - 2; d++) shared &= B->shape[d] == 1 || B->st[d] == 0;
+        for (int d = 0; d < nb; d++) shared &= A->shape[d] == k->shape[d]; /* A not broadcast */
+        int64_t ra, rc;
+        if (shared && row_chain(A->shape, A->st, nb + 1, &ra) && row_chain(Cv->shape, Cv->st, nb + 1, &rc)) {
+            fold = true;
+            rsa = ra;
+            rsc = rc;
+            M *= count;
+            count = 1;
+            work = (double)M * (double)N * (double)K;
+        }
+    }
     bool by_item = count >= 2 && 2 * work < 4e6;
-    line(g, "const int64_t M = %lld, N = %lld, K = %lld;", (long long)M, (long long)N, (long long)K);
+    line(g, "const int64_t M = %lld, N = %lld, K = %lld;%s", (long long)M, (long long)N, (long long)K,
+         fold ? " /* the batch dims folded into M */" : "");
     if (by_item && (double)count * work >= (double)(1 << 18))
         line(g, "#pragma omp parallel for schedule(dynamic, 1) num_threads(rt->nthreads)");
     line(g, "for (int64_t b = 0; b < %lld; b++) {", (long long)count);
     g->ind++;
-    if (nb > 0) {
+    if (nb > 0 && !fold) {
         int bd[EM_MAX_DIMS];
         for (int d = 0; d < nb; d++) bd[d] = d;
         unravel(g, bd, nb, "b");
     }
-    char offa[512] = "", offb[512] = "";
-    int na = 0, nbb = 0;
-    for (int d = 0; d < nb; d++) { /* batch dims broadcast: size-1 or missing dims stay put */
+    char offa[512] = "", offb[512] = "", offc[512] = "";
+    int na = 0, nbb = 0, ncc = 0;
+    for (int d = 0; d < nb && !fold; d++) { /* batch dims broadcast: size-1 or missing dims stay put */
         int ka = d - (nb - (A->nd - 2)), kb = d - (nb - (B->nd - 2));
         if (A->nd > 2 && ka >= 0 && A->shape[ka] != 1 && A->st[ka] != 0)
             na += snprintf(offa + na, sizeof offa - (size_t)na, " + i%d * %lld", d, (long long)A->st[ka]);
         if (B->nd > 2 && kb >= 0 && B->shape[kb] != 1 && B->st[kb] != 0)
             nbb += snprintf(offb + nbb, sizeof offb - (size_t)nbb, " + i%d * %lld", d, (long long)B->st[kb]);
+        if (k->shape[d] != 1)
+            ncc += snprintf(offc + ncc, sizeof offc - (size_t)ncc, " + i%d * %lld", d, (long long)Cv->st[d]);
     }
     line(g, "const %s *a = %s%s, *bm = %s%s;", T, abase, offa, bbase, offb);
-    line(g, "%s *cm = %s + b * %lld;", T, cn, (long long)(M * N));
+    line(g, "%s *cm = %s%s;", T, cbase, offc);
     if (by_item) {
-        line(g, "%s(M, N, K, a, %lld, %lld, bm, %lld, %lld, cm, N, 1, 0, 0);", fn, (long long)rsa, (long long)csa,
-             (long long)rsb, (long long)csb);
-        if (epi) matmul_epilogue(g, dm, dn, "0", "M", "0", "N");
+        line(g, "%s(M, N, K, a, %lld, %lld, bm, %lld, %lld, cm, %lld, %lld, 0, 0);", fn, (long long)rsa, (long long)csa,
+             (long long)rsb, (long long)csb, (long long)rsc, (long long)csc);
+        if (epi) matmul_epilogue(g, dm, dn, fold, "0", "M", "0", "N");
     } else {
         bool split_n = N >= M;
+        char csc_txt[32];
+        snprintf(csc_txt, sizeof csc_txt, " * %lld", (long long)csc);
         if (work >= (double)(1 << 18)) {
             line(g, "int nt = rt->nthreads;");
             line(g, "if ((double)M * N * K < (double)nt * %d) nt = (int)((double)M * N * K / %d);", 1 << 18, 1 << 18);
@@ -1280,14 +1328,16 @@ static void emit_matmul(cg *g) {
         line(g, "if (hi > lo) {");
         g->ind++;
         if (split_n)
-            line(g, "%s(M, hi - lo, K, a, %lld, %lld, bm + lo * %lld, %lld, %lld, cm + lo, N, 1, 0, 0);", fn,
-                 (long long)rsa, (long long)csa, (long long)csb, (long long)rsb, (long long)csb);
+            line(g, "%s(M, hi - lo, K, a, %lld, %lld, bm + lo * %lld, %lld, %lld, cm + lo%s, %lld, %lld, 0, 0);", fn,
+                 (long long)rsa, (long long)csa, (long long)csb, (long long)rsb, (long long)csb,
+                 csc == 1 ? "" : csc_txt, (long long)rsc, (long long)csc);
         else
-            line(g, "%s(hi - lo, N, K, a + lo * %lld, %lld, %lld, bm, %lld, %lld, cm + lo * N, N, 1, 0, 0);", fn,
-                 (long long)rsa, (long long)rsa, (long long)csa, (long long)rsb, (long long)csb);
+            line(g, "%s(hi - lo, N, K, a + lo * %lld, %lld, %lld, bm, %lld, %lld, cm + lo * %lld, %lld, %lld, 0, 0);",
+                 fn, (long long)rsa, (long long)rsa, (long long)csa, (long long)rsb, (long long)csb, (long long)rsc,
+                 (long long)rsc, (long long)csc);
         if (epi) {
-            if (split_n) matmul_epilogue(g, dm, dn, "0", "M", "lo", "hi");
-            else matmul_epilogue(g, dm, dn, "lo", "hi", "0", "N");
+            if (split_n) matmul_epilogue(g, dm, dn, fold, "0", "M", "lo", "hi");
+            else matmul_epilogue(g, dm, dn, fold, "lo", "hi", "0", "N");
         }
         g->ind--;
         line(g, "}");
@@ -1343,7 +1393,7 @@ static int kernel_params(const emc_ctx *c, const emc_kernel *k, param *ps, int m
     if (k->kind == EMC_K_MATMUL) {
         params_add(ps, &n, k->A.value, false);
         params_add(ps, &n, k->B.value, false);
-        params_add(ps, &n, k->mm_value, true);
+        params_add(ps, &n, k->C.value, true);
     }
     qsort(ps, (size_t)n, sizeof *ps, cmp_param);
     return n;
