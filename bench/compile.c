@@ -5,7 +5,7 @@
  *
  * B: the GPT-2 batch (default 4). EMBER_NUM_THREADS sets the threads; EMBER_BENCH_ONLY=name runs
  * only the programs whose name contains it. The whole run takes about 5 minutes on 2 busy cores
- * (the training step's cold compile is about 40 s of it).
+ * (the training step's cold compile, built in parallel parts, is 12-25 s of it at load 4-6).
  *
  * Programs (f32):
  *   mlp        x (256, 768) -> linear 3072 -> gelu -> linear 768 -> + x
