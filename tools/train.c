@@ -77,7 +77,7 @@ static const struct flag {
     {"batch", F_INT, T(batch), "sequences per micro-batch (default 16)"},
     {"seq-len", F_INT, T(seq_len), "tokens per sequence (default 128)"},
     {"accum", F_INT, T(accum), "micro-batches per step (gradient accumulation; default 1)"},
-    {"steps", F_I64, T(max_steps), "optimizer steps of the schedule (default 600)"},
+    {"steps", F_I64, T(max_steps), "optimizer steps of the schedule (default 2000)"},
     {"time", F_DBL, O(time_budget), "stop after this many seconds (a checkpoint is saved; --resume continues)"},
     {"lr", F_DBL, T(lr), "peak learning rate (default 2e-3)"},
     {"min-lr", F_DBL, T(min_lr), "final learning rate of the cosine decay (default lr/10)"},
@@ -355,7 +355,7 @@ int cmd_train(int argc, char **argv) {
     opts o = {.data = "fortunes", .vocab = 512, .val_fraction = 0.1, .eval_every = 100, .eval_batches = 20,
               .save_every = 100, .log_every = 10, .sample_tokens = 200, .temperature = 0.8, .top_k = 40};
     em_train_config_default(&o.tc);
-    o.tc.max_steps = 600; /* the main job's schedule (docs/models.md): a few minutes on two cores */
+    o.tc.max_steps = 2000; /* the main job's schedule (docs/models.md): about 3 minutes on two quiet cores */
     o.tc.lr = 2e-3;
     bool given[N_FLAGS] = {0};
     int rc = parse(argc, argv, &o, given);
