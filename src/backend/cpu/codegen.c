@@ -599,6 +599,10 @@ static void emit_pointwise(cg *g) {
 
 /* ---- reduce kernels --------------------------------------------------------------------------------- */
 static bool float_acc(emc_ty t) { return t == EMC_F32 || t == EMC_F64; }
+/* max/min over floats carry a NaN flag beside the accumulator (NaN wins, as in the eager kernels) */
+static bool tracks_nan(const emc_lval *lv) {
+    return float_acc(lv->acc_ty) && (lv->rk == EMC_R_MAX || lv->rk == EMC_R_MIN);
+}
 
 static const char *acc_decl_type(const emc_lval *lv) {
     if (lv->acc_ty == EMC_I64 && (lv->rk == EMC_R_SUM || lv->rk == EMC_R_PROD)) return "uint64_t";
@@ -622,7 +626,7 @@ static void decl_acc(cg *g, const emc_lval *lv, int s, bool arr, const char *pre
     char init[32];
     acc_init(init, sizeof init, lv);
     const char *t = acc_decl_type(lv);
-    bool nanf = float_acc(lv->acc_ty) && (lv->rk == EMC_R_MAX || lv->rk == EMC_R_MIN);
+    bool nanf = tracks_nan(lv);
     if (!arr) {
         line(g, "%s %sacc%d = %s;", t, pre, s, init);
         if (nanf) line(g, "int %snan%d = 0;", pre, s);
@@ -676,7 +680,7 @@ static void simd_clause(char *b, size_t n, const emc_kernel *k, const emc_ctx *c
         if (arg_kind(lv)) *has_arg = true;
         const char *op = lv->rk == EMC_R_SUM ? "+" : lv->rk == EMC_R_PROD ? "*" : lv->rk == EMC_R_MAX ? "max" : "min";
         w += snprintf(b + w, n - (size_t)w, " reduction(%s : acc%d)", op, m->slot);
-        if (float_acc(lv->acc_ty) && (lv->rk == EMC_R_MAX || lv->rk == EMC_R_MIN))
+        if (tracks_nan(lv))
             w += snprintf(b + w, n - (size_t)w, " reduction(| : nan%d)", m->slot);
     }
 }
@@ -699,7 +703,7 @@ static void finish_acc(cg *g, const emc_member *m, const char *idx) {
         snprintf(decl, sizeof decl, "%s ", red_type(g, m));
         snprintf(decl2, sizeof decl2, "int64_t ");
     }
-    if (float_acc(lv->acc_ty) && (lv->rk == EMC_R_MAX || lv->rk == EMC_R_MIN))
+    if (tracks_nan(lv))
         snprintf(e, sizeof e, "nan%d%s ? %s : acc%d%s", s, idx, lv->acc_ty == EMC_F32 ? "NAN" : "(double)NAN", s, idx);
     else if (lv->acc_ty == EMC_I64 && (lv->rk == EMC_R_SUM || lv->rk == EMC_R_PROD))
         snprintf(e, sizeof e, "(int64_t)acc%d%s", s, idx);
@@ -720,6 +724,23 @@ static void finish_acc(cg *g, const emc_member *m, const char *idx) {
     conv_text(out, sizeof out, lv->acc_ty, vm->dtype, pe);
     if (!strcmp(out, pe)) snprintf(out, sizeof out, "%s", e); /* no conversion: no parentheses */
     line(g, "%sred%d%s = %s;", decl, s, idx, out);
+}
+
+/* after a parallel region that left one partial per thread in part<slot>[q] (and pnan<slot>[q]):
+   fold them in thread order, q = 0 .. nused-1, so the result does not depend on timing */
+static void combine_partials(cg *g, const emc_member *m, const emc_lval *lv) {
+    decl_acc(g, lv, m->slot, false, "");
+    line(g, "for (int q = 0; q < nused; q++) {");
+    g->ind++;
+    char a[40], n[40], v[40];
+    snprintf(a, sizeof a, "acc%d", m->slot);
+    snprintf(n, sizeof n, "nan%d", m->slot);
+    snprintf(v, sizeof v, "part%d[q]", m->slot);
+    update_acc(g, lv, a, n, "", v, "0");
+    if (tracks_nan(lv)) line(g, "%s |= pnan%d[q];", n, m->slot);
+    g->ind--;
+    line(g, "}");
+    finish_acc(g, m, "");
 }
 
 /* the arrays red<s>[CB] of the column layout */
@@ -925,7 +946,7 @@ static void emit_split_row(cg *g) {
         if (m->role != EMC_M_REDUCE) continue;
         const emc_lval *lv = &c->lv[m->value];
         line(g, "%s part%d[%d];", acc_decl_type(lv), m->slot, MAXT);
-        if (float_acc(lv->acc_ty) && (lv->rk == EMC_R_MAX || lv->rk == EMC_R_MIN)) line(g, "int pnan%d[%d];", m->slot, MAXT);
+        if (tracks_nan(lv)) line(g, "int pnan%d[%d];", m->slot, MAXT);
     }
     line(g, "#pragma omp parallel num_threads(rt->nthreads < %d ? rt->nthreads : %d)", MAXT, MAXT);
     line(g, "{");
@@ -951,7 +972,7 @@ static void emit_split_row(cg *g) {
         if (m->role != EMC_M_REDUCE) continue;
         const emc_lval *lv = &c->lv[m->value];
         line(g, "part%d[me] = acc%d;", m->slot, m->slot);
-        if (float_acc(lv->acc_ty) && (lv->rk == EMC_R_MAX || lv->rk == EMC_R_MIN)) line(g, "pnan%d[me] = nan%d;", m->slot, m->slot);
+        if (tracks_nan(lv)) line(g, "pnan%d[me] = nan%d;", m->slot, m->slot);
     }
     line(g, "if (me == 0) nused = nth;");
     g->ind--;
@@ -960,18 +981,7 @@ static void emit_split_row(cg *g) {
         const emc_member *m = &k->m[i];
         if (m->role != EMC_M_REDUCE) continue;
         const emc_lval *lv = &c->lv[m->value];
-        decl_acc(g, lv, m->slot, false, "");
-        line(g, "for (int q = 0; q < nused; q++) {");
-        g->ind++;
-        char a[40], n[40], v[40];
-        snprintf(a, sizeof a, "acc%d", m->slot);
-        snprintf(n, sizeof n, "nan%d", m->slot);
-        snprintf(v, sizeof v, "part%d[q]", m->slot);
-        update_acc(g, lv, a, n, "", v, "0");
-        if (float_acc(lv->acc_ty) && (lv->rk == EMC_R_MAX || lv->rk == EMC_R_MIN)) line(g, "%s |= pnan%d[q];", n, m->slot);
-        g->ind--;
-        line(g, "}");
-        finish_acc(g, m, "");
+        combine_partials(g, m, lv);
     }
     bool none[EM_MAX_DIMS] = {0};
     reset_inner(g, none);
@@ -1010,7 +1020,7 @@ static void emit_reduce(cg *g) {
             if (m->role != EMC_M_OUTER) continue;
             const emc_lval *lv = &c->lv[m->value];
             line(g, "%s part%d[%d];", acc_decl_type(lv), m->slot, MAXT);
-            if (float_acc(lv->acc_ty) && (lv->rk == EMC_R_MAX || lv->rk == EMC_R_MIN)) line(g, "int pnan%d[%d];", m->slot, MAXT);
+            if (tracks_nan(lv)) line(g, "int pnan%d[%d];", m->slot, MAXT);
         }
         if (par) line(g, "#pragma omp parallel num_threads(rt->nthreads < %d ? rt->nthreads : %d)", MAXT, MAXT);
         line(g, "{");
@@ -1097,7 +1107,7 @@ static void emit_reduce(cg *g) {
         if (m->role != EMC_M_OUTER) continue;
         const emc_lval *lv = &c->lv[m->value];
         line(g, "part%d[omp_get_thread_num()] = oacc%d;", m->slot, m->slot);
-        if (float_acc(lv->acc_ty) && (lv->rk == EMC_R_MAX || lv->rk == EMC_R_MIN))
+        if (tracks_nan(lv))
             line(g, "pnan%d[omp_get_thread_num()] = onan%d;", m->slot, m->slot);
     }
     line(g, "if (omp_get_thread_num() == 0) nused = omp_get_num_threads();");
@@ -1108,21 +1118,7 @@ static void emit_reduce(cg *g) {
         const emc_member *m = &k->m[i];
         if (m->role != EMC_M_OUTER) continue;
         const emc_lval *lv = &c->lv[m->value];
-        decl_acc(g, lv, m->slot, false, "");
-        line(g, "for (int q = 0; q < nused; q++) {");
-        g->ind++;
-        char a[40], n[40], v[40], pn[40];
-        snprintf(a, sizeof a, "acc%d", m->slot);
-        snprintf(n, sizeof n, "nan%d", m->slot);
-        snprintf(v, sizeof v, "part%d[q]", m->slot);
-        update_acc(g, lv, a, n, "", v, "0");
-        if (float_acc(lv->acc_ty) && (lv->rk == EMC_R_MAX || lv->rk == EMC_R_MIN)) {
-            snprintf(pn, sizeof pn, "pnan%d[q]", m->slot);
-            line(g, "%s |= %s;", n, pn);
-        }
-        g->ind--;
-        line(g, "}");
-        finish_acc(g, m, "");
+        combine_partials(g, m, lv);
         if (m->store) store_reduction(g, m, "");
     }
     reset_inner(g, vars);
