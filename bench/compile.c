@@ -15,6 +15,19 @@
  *   gpt2_train the same model's whole training step in one function: forward, loss, backward,
  *              AdamW (lr 1e-4, weight decay 0.1) and zero_grad; the compiled one is one program
  *
+ * Then the fused-epilogue table (issue 6: "a matmul with a fused epilogue faster than matmul
+ * followed by the epilogue"): one linear layer x @ W^T + b followed by gelu, or by a residual add,
+ * at GPT-2's shapes (M = 256 rows = B4 x T64; K = 768, N = 3072: the MLP's first layer; K = 768,
+ * N = 768: attention's output projection; K = 3072, N = 768: the MLP's second layer), each
+ * compiled twice: with the epilogue fused into the GEMM kernel (each thread runs it on its slice
+ * of C right after its GEMM call, while the slice is in cache) and with EMBER_NO_EPILOGUE_FUSION=1
+ * (the GEMM kernel stores the product; a second, pointwise kernel reads it back and applies the
+ * epilogue), and run eagerly (linear, then gelu / add: em_linear's own GEMM, then one more pass).
+ * Rows: median ms of 30 alternating calls; the unfused/fused ratio; GFLOP (2MNK) and the fused
+ * GFLOP/s; the bytes the unfused version moves in addition (the product written once more and
+ * read back: 2 x M x N x 4) and what that costs at 30 GB/s; the max abs difference of the fused
+ * and unfused outputs (0: the same bits). EMBER_BENCH_ONLY=epi runs only this table.
+ *
  * For each: the median time of one call over several timed repeats after a warm-up, eager and
  * compiled; the speedup; the FLOPs (matmuls only: 2MNK each, attention's two batched products
  * included; a training step counts 3x its forward, AdamW's elementwise work is not counted) and
@@ -104,6 +117,84 @@ static em_status gpt2_train_fn(void *vc, em_tensor_t *const *in, int n_in, em_te
 }
 
 typedef em_status (*fn_t)(void *, em_tensor_t *const *, int, em_tensor_t **, int);
+
+/* ---- the fused-epilogue table -------------------------------------------------------------------- */
+typedef struct {
+    const char *name;
+    int64_t M, K, N;
+    bool gelu; /* else + residual */
+    em_tensor_t *w, *b;
+} epi_t;
+
+static em_status epi_fn(void *vc, em_tensor_t *const *in, int n_in, em_tensor_t **out, int n_out) {
+    epi_t *e = vc;
+    (void)n_in, (void)n_out;
+    em_tensor_t *y = em_linear(in[0], e->w, e->b);
+    out[0] = e->gelu ? em_gelu_tanh(y) : em_add(y, in[1]);
+    return out[0] ? EM_OK : em_last_status();
+}
+
+static double epi_call(epi_t *e, em_compiled_t *f, em_tensor_t **in, em_tensor_t **keep) {
+    em_scope_t *s = em_scope_begin();
+    em_tensor_t *o[1] = {0};
+    double t0 = now_ms();
+    em_status st = f ? em_call(f, in, 2, o, 1) : epi_fn(e, in, 2, o, 1);
+    double t = now_ms() - t0;
+    if (st != EM_OK) die(e->name);
+    if (keep) *keep = em_keep(o[0]);
+    em_scope_end(s);
+    return t;
+}
+
+static void epilogue_table(void) {
+    epi_t rows[] = {
+        {"epi_gelu_n3072", 256, 768, 3072, true, NULL, NULL},
+        {"epi_res_n768", 256, 768, 768, false, NULL, NULL},
+        {"epi_res_k3072", 256, 3072, 768, false, NULL, NULL},
+    };
+    printf("\n| epilogue       | M x N x K        | eager ms | unfused ms | fused ms | unfused/fused | GFLOP | fused GFLOP/s "
+           "| extra MB unfused | at 30 GB/s ms | fused vs unfused max diff |\n");
+    printf("|----------------|------------------|---------:|-----------:|---------:|------:|------:|------:|------:|------:|------:|\n");
+    em_compile_opts o = {.fullgraph = true};
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        epi_t *e = &rows[i];
+        const char *only = getenv("EMBER_BENCH_ONLY");
+        if (only && !strstr(e->name, only)) continue;
+        em_scope_t *s = em_scope_begin();
+        e->w = em_mul_scalar(em_randn((int64_t[]){e->N, e->K}, 2, EM_F32), 0.03);
+        e->b = em_mul_scalar(em_randn((int64_t[]){e->N}, 1, EM_F32), 0.1);
+        em_tensor_t *in[2] = {em_randn((int64_t[]){e->M, e->K}, 2, EM_F32), em_randn((int64_t[]){e->M, e->N}, 2, EM_F32)};
+        em_compiled_t *f[2];
+        em_tensor_t *res[2] = {0};
+        for (int u = 0; u < 2; u++) { /* 0: fused, 1: EMBER_NO_EPILOGUE_FUSION (read at compile time) */
+            if (u) setenv("EMBER_NO_EPILOGUE_FUSION", "1", 1);
+            if (!(f[u] = em_compile(epi_fn, e, &o))) die("em_compile");
+            epi_call(e, f[u], in, &res[u]); /* the compile */
+            unsetenv("EMBER_NO_EPILOGUE_FUSION");
+            int want = u ? 2 : 1;
+            if (em_compiled_stats(f[u]).kernels != want)
+                fprintf(stderr, "bench/compile: %s: %d kernels, expected %d\n", e->name, em_compiled_stats(f[u]).kernels, want);
+        }
+        double diff = em_item(em_amax(em_abs(em_sub(res[0], res[1])), NULL, 0, false));
+        enum { REPS = 30 };
+        double t[3][REPS];
+        for (int w = 0; w < 3; w++) epi_call(e, w < 2 ? f[w] : NULL, in, NULL);
+        for (int r = 0; r < REPS; r++)
+            for (int w = 0; w < 3; w++) t[w][r] = epi_call(e, w < 2 ? f[w] : NULL, in, NULL);
+        for (int w = 0; w < 3; w++) qsort(t[w], REPS, sizeof **t, cmp_dbl);
+        double fused = t[0][REPS / 2], unfused = t[1][REPS / 2], eager = t[2][REPS / 2];
+        double flops = 2.0 * (double)e->M * (double)e->N * (double)e->K, extra = 2.0 * (double)e->M * (double)e->N * 4;
+        char shape[40];
+        snprintf(shape, sizeof shape, "%lldx%lldx%lld", (long long)e->M, (long long)e->N, (long long)e->K);
+        printf("| %-14s | %-16s | %8.3f | %10.3f | %8.3f | %5.2fx | %5.2f | %5.1f | %5.1f | %5.3f | %g |\n", e->name, shape,
+               eager, unfused, fused, unfused / fused, flops * 1e-9, flops / fused * 1e-6, extra / 1048576.0,
+               extra / 30e9 * 1e3, diff);
+        fflush(stdout);
+        em_compiled_free(f[0]);
+        em_compiled_free(f[1]);
+        em_scope_end(s);
+    }
+}
 
 typedef struct {
     const char *name;
@@ -245,6 +336,7 @@ int main(int argc, char **argv) {
     em_optimizer_free(c.opt);
     em_model_free(c.m);
     em_scope_end(top);
+    epilogue_table();
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (getenv("EMBER_BENCH_KEEP")) printf("generated sources kept in %s\n", dir);

@@ -22,7 +22,14 @@
    spin-waiting at barriers while a partner thread waits for a core shows up as CPU time too:
    compare OMP_WAIT_POLICY=PASSIVE).
 
-   Usage: decode [--threads N] [--reps N] [--steps N] [--no-model] [--no-matmul]
+   --dtype bf16: the model is converted with em_model_to_dtype (parameters, activations and the
+   KV cache in bf16, as PyTorch's model.to(torch.bfloat16)) and the matmuls run through emk_gemm
+   with bf16 x, W and y (products summed in f32: EMK_MM_BF16), 2 N K weight bytes each; the BLAS
+   column stays f32 sgemv (4 N K bytes), a bandwidth reference. The "bytes per token" line counts
+   the weights a step must stream (12 layers' linears + the lm_head; norms, biases and one
+   embedding row are noise) and the floor is those bytes over the plain streaming read.
+
+   Usage: decode [--threads N] [--reps N] [--steps N] [--dtype f32|bf16] [--no-model] [--no-matmul]
    Threads: --threads, else $EMBER_NUM_THREADS, else 2. Build: make BUILD=build build/bench/decode.
    The machine is usually shared: the load average is printed with the table. */
 #ifndef _GNU_SOURCE
@@ -66,8 +73,21 @@ static double median(double *v, int n) {
 
 static struct {
     int threads, reps, steps;
-    bool model, matmul;
+    bool model, matmul, bf16;
 } opt;
+
+/* f32 -> bf16 bits, nearest even (what em_cast does) */
+static uint16_t to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static float from_bf16(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
 
 /* ---- matmuls at the decode shapes --------------------------------------------------------------- */
 static float *scratch;
@@ -124,16 +144,30 @@ static double time_gemv(const shape_t *s, bool blas, double *max_rel) {
     unsigned seed = 1234;
     for (int64_t i = 0; i < N * K; i++) W[i] = (float)rand_r(&seed) / (float)RAND_MAX - 0.5f;
     for (int64_t i = 0; i < K; i++) x[i] = (float)rand_r(&seed) / (float)RAND_MAX - 0.5f;
+    bool bf = opt.bf16 && !blas;
+    uint16_t *W16 = NULL, *x16 = NULL, *y16 = NULL;
+    if (bf) { /* bf16 operands; the f32 copies hold the same (rounded) values for the reference */
+        W16 = malloc(2 * (size_t)(N * K)), x16 = malloc(2 * (size_t)K), y16 = malloc(2 * (size_t)N);
+        for (int64_t i = 0; i < N * K; i++) W[i] = from_bf16(W16[i] = to_bf16(W[i]));
+        for (int64_t i = 0; i < K; i++) x[i] = from_bf16(x16[i] = to_bf16(x[i]));
+    }
+    int par = opt.threads > 1 ? opt.threads : 0;
     double t[MAXR];
     for (int r = 0; r <= opt.reps; r++) {
         evict();
         double t0 = now_ms();
         if (blas)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)N, (int)K, 1.0f, W, (int)K, x, 1, 0.0f, y, 1);
+        else if (bf) /* B(k, j) = W[j K + k] */
+            emk_gemm(1, N, K, x16, EMK_BF16, K, 1, W16, EMK_BF16, 1, K, y16, EMK_BF16, N, 1, 0, EMK_MM_BF16, par);
         else
-            emk_sgemm(1, N, K, x, K, 1, W, 1, K, y, N, 1, 0, opt.threads > 1 ? opt.threads : 0); /* B(k, j) = W[j K + k] */
+            emk_sgemm(1, N, K, x, K, 1, W, 1, K, y, N, 1, 0, par); /* B(k, j) = W[j K + k] */
         double dt = now_ms() - t0;
         if (r > 0) t[r - 1] = dt;
+    }
+    if (bf) {
+        for (int64_t j = 0; j < N; j++) y[j] = from_bf16(y16[j]);
+        free(W16), free(x16), free(y16);
     }
     /* accuracy against float64 */
     double worst = 0;
@@ -148,9 +182,13 @@ static double time_gemv(const shape_t *s, bool blas, double *max_rel) {
     return median(t, opt.reps);
 }
 
+static double bandwidth; /* the plain streaming read, GB/s (0: not measured) */
+
 static void bench_matmul(double *floor_ms) {
-    printf("\nplain streaming read, %d threads: %.1f GB/s\n", opt.threads, read_bandwidth());
-    printf("\nmatmuls at the decode shapes: y (1 x N) = x (1 x K) @ W^T, W (N, K) row-major, weights cold\n");
+    bandwidth = read_bandwidth();
+    printf("\nplain streaming read, %d threads: %.1f GB/s\n", opt.threads, bandwidth);
+    printf("\nmatmuls at the decode shapes: y (1 x N) = x (1 x K) @ W^T, W (N, K) row-major, weights cold; "
+           "Ember %s, BLAS f32\n", opt.bf16 ? "bf16 (emk_gemm, EMK_MM_BF16)" : "f32 (emk_sgemm)");
     printf("%-10s %6s %5s %9s %10s %8s %10s %8s %9s\n", "layer", "N", "K", "MB", "Ember us", "GB/s", "BLAS us",
            "GB/s", "rel err");
     double step = 0, step_blas = 0;
@@ -158,14 +196,14 @@ static void bench_matmul(double *floor_ms) {
         const shape_t *s = &shapes[i];
         double e_err, b_err;
         double te = time_gemv(s, false, &e_err), tb = time_gemv(s, true, &b_err);
-        double mb = 4.0 * (double)s->N * (double)s->K / 1e6;
+        double mb = (opt.bf16 ? 2.0 : 4.0) * (double)s->N * (double)s->K / 1e6, mb32 = 4.0 * (double)s->N * (double)s->K / 1e6;
         printf("%-10s %6lld %5lld %9.2f %10.1f %8.1f %10.1f %8.1f %9.1e\n", s->name, (long long)s->N,
-               (long long)s->K, mb, te * 1e3, mb / te, tb * 1e3, mb / tb, e_err);
+               (long long)s->K, mb, te * 1e3, mb / te, tb * 1e3, mb32 / tb, e_err);
         step += (s->per_layer ? 12 : 1) * te;
         step_blas += (s->per_layer ? 12 : 1) * tb;
     }
-    printf("%-23s %9.1f %10.2f ms %17.2f ms  (12 layers + lm_head)\n", "per step", 4.0 * (12 * 7077888.0 + 38597376.0) / 1e6,
-           step, step_blas);
+    printf("%-23s %9.1f %10.2f ms %17.2f ms  (12 layers + lm_head)\n", "per step",
+           (opt.bf16 ? 2.0 : 4.0) * (12 * 7077888.0 + 38597376.0) / 1e6, step, step_blas);
     *floor_ms = step;
 }
 
@@ -185,7 +223,7 @@ typedef struct {
 static em_status step_fn(void *ctx, em_tensor_t *const *in, int n_in, em_tensor_t **out, int n_out) {
     step_ctx *c = ctx;
     (void)n_in, (void)n_out;
-    out[0] = emn_decode_step(c->m, in[0], in[1], c->kv);
+    out[0] = emn_decode_step(c->m, in[0], in[1], c->kv, &out[1]); /* logits, kv_new */
     return out[0] ? EM_OK : em_last_status();
 }
 
@@ -210,10 +248,15 @@ static void decode_run(em_model_t *m, const int64_t *ids, int P, bool compiled, 
             s = em_scope_begin();
             int64_t tok = ids[i % P], pos = P + i;
             em_tensor_t *one = em_from_data(&tok, (int64_t[]){1, 1}, 2, EM_I64), *out = NULL;
-            em_tensor_t *pt = em_from_data(&pos, (int64_t[]){1}, 1, EM_I64);
+            em_tensor_t *pt = em_from_data(&pos, (int64_t[]){1}, 1, EM_I64), *res[2] = {NULL, NULL};
             double a0 = now_ms(), c0 = cpu_ms();
-            if (f) em_call(f, (em_tensor_t *[]){one, pt}, 2, &out, 1);
-            else out = em_model_forward_cached(m, one, pos, kv);
+            if (f) { /* as em_generate: the compiled step, then its keys and values into the cache */
+                if (em_call(f, (em_tensor_t *[]){one, pt}, 2, res, 2) == EM_OK &&
+                    emn_decode_commit(kv, res[1], pos) == EM_OK)
+                    out = res[0];
+            } else {
+                out = em_model_forward_cached(m, one, pos, kv);
+            }
             double a1 = now_ms(), c1 = cpu_ms();
             if (!out) printf("decode: %s\n", em_last_error());
             if (r > 0 && n < 1024) w[n] = a1 - a0, c[n++] = c1 - c0;
@@ -260,8 +303,23 @@ static void bench_model(double floor_ms) {
         printf("em_model_new: %s\n", em_last_error());
         return;
     }
-    printf("\nGPT-2 124M, f32, random init (em_model_new %.0f ms); prompt %d tokens, %d decode steps\n",
-           now_ms() - t0, P, opt.steps);
+    double t1 = now_ms();
+    if (opt.bf16 && em_model_to_dtype(m, EM_BF16) != EM_OK) {
+        printf("em_model_to_dtype: %s\n", em_last_error());
+        em_model_free(m);
+        return;
+    }
+    printf("\nGPT-2 124M, %s, random init (em_model_new %.0f ms%s%.0f ms); prompt %d tokens, %d decode steps\n",
+           opt.bf16 ? "bf16" : "f32", t1 - t0, opt.bf16 ? ", em_model_to_dtype " : "", opt.bf16 ? now_ms() - t1 : 0.0,
+           P, opt.steps);
+    /* the weights a step streams: 12 layers' linears and the lm_head (norms, biases, one embedding
+       row and the KV cache are under 1% here) */
+    double bytes = (double)em_dtype_size(opt.bf16 ? EM_BF16 : EM_F32) * (12 * 7077888.0 + 38597376.0);
+    printf("%-30s %9.1f MB", "weight bytes per token", bytes / 1e6);
+    if (bandwidth > 0)
+        printf("  floor %.2f ms = %.0f tokens/s at the %.1f GB/s read above", bytes / bandwidth * 1e-6,
+               bandwidth * 1e9 / bytes, bandwidth);
+    printf("\n");
     em_model_set_training(m, false);
     int64_t ids[P];
     uint32_t s = 7;
@@ -275,8 +333,8 @@ static void bench_model(double floor_ms) {
     decode_run(m, ids, P, false, &wall, &cpu, &comp);
     printf("%-30s %9.2f ms  %6.1f tokens/s  CPU %.2f ms\n", "decode step, eager", wall, 1e3 / wall, cpu);
     decode_run(m, ids, P, true, &wall, &cpu, &comp);
-    printf("%-30s %9.2f ms  %6.1f tokens/s  CPU %.2f ms  (target >= 55 tokens/s; compile %.0f ms)\n",
-           "decode step, compiled", wall, 1e3 / wall, cpu, comp);
+    printf("%-30s %9.2f ms  %6.1f tokens/s  CPU %.2f ms  (target >= %d tokens/s; compile %.0f ms)\n",
+           "decode step, compiled", wall, 1e3 / wall, cpu, opt.bf16 ? 100 : 55, comp);
     if (floor_ms > 0) printf("%-30s %9.2f ms  (the matmuls above, weights cold)\n", "matmul floor of a step", floor_ms);
     em_model_free(m);
 }
@@ -290,10 +348,12 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--threads")) opt.threads = atoi(v), i++;
         else if (!strcmp(a, "--reps")) opt.reps = atoi(v), i++;
         else if (!strcmp(a, "--steps")) opt.steps = atoi(v), i++;
+        else if (!strcmp(a, "--dtype") && (!strcmp(v, "bf16") || !strcmp(v, "f32"))) opt.bf16 = !strcmp(v, "bf16"), i++;
         else if (!strcmp(a, "--no-model")) opt.model = false;
         else if (!strcmp(a, "--no-matmul")) opt.matmul = false;
         else {
-            fprintf(stderr, "usage: decode [--threads N] [--reps N] [--steps N] [--no-model] [--no-matmul]\n");
+            fprintf(stderr, "usage: decode [--threads N] [--reps N] [--steps N] [--dtype f32|bf16] [--no-model] "
+                    "[--no-matmul]\n");
             return 2;
         }
     }
@@ -310,8 +370,8 @@ int main(int argc, char **argv) {
         if (fscanf(f, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) load[0] = NAN;
         fclose(f);
     }
-    printf("decode benchmark: %d threads, medians of %d reps, %d decode steps; load average %.2f %.2f %.2f\n",
-           opt.threads, opt.reps, opt.steps, load[0], load[1], load[2]);
+    printf("decode benchmark: %s, %d threads, medians of %d reps, %d decode steps; load average %.2f %.2f %.2f\n",
+           opt.bf16 ? "bf16" : "f32", opt.threads, opt.reps, opt.steps, load[0], load[1], load[2]);
     double floor_ms = 0;
     if (opt.matmul) {
         scratch = malloc(scratch_n * sizeof(float));

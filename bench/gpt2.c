@@ -31,10 +31,30 @@
    is always eager, so the compiled row's prefill is a separate em_compile of the cached forward
    at positions 0..63 (fixed positions, so it traces).
 
+   bf16 mixed precision (issue 6): after each T's table, a row "train ... compiled, bf16 matmuls":
+   the same compiled step under em_set_matmul_precision(EM_BF16) (f32 master weights and
+   activations, matmul operands rounded to bf16, f32 accumulation) against PyTorch's step with
+   torch.autocast("cpu", dtype=torch.bfloat16) around forward + loss (its matmuls take bf16
+   operands; autocast keeps f32 master weights too). --no-bf16 leaves it out.
+   --curve N (a mode of its own) trains GPT-2 124M for N steps (default 200) at B=4 T=64 three
+   times through em_trainer (compiled, AdamW lr 6e-4 with 20 warm-up steps and cosine decay, clip
+   1.0) on the bytes of the fortunes corpus (scripts/setup; a synthetic token stream without it):
+   f32, bf16 (same init and data) and f32 with another data seed, and prints the max and mean
+   |loss difference| bf16 - f32 next to f32 - f32' (run-to-run noise), per 50-step window too.
+
+   Decode with bf16 weights (issue 6): after the generation lines, "decode, KV, bf16
+   (tokens/s)": the same greedy generation with the model converted by em_model_to_dtype(EM_BF16)
+   (parameters, activations and KV cache in bf16, as model.to(torch.bfloat16)), compiled and eager,
+   against PyTorch's model.to(torch.bfloat16) with a bf16 KV cache. Below it, the weight bytes one
+   token streams (12 layers' linears + the tied lm_head, 2 bytes each) and the floor they set at the
+   plain streaming-read bandwidth measured in a child of this run (sum over 256 MiB, --threads
+   threads, best of 5). --no-bf16 leaves it out too.
+
    OpenMP: unless OMP_WAIT_POLICY is set, the program re-executes itself with PASSIVE (see main).
 
    Usage: gpt2 [--rows compiled,eager,torch] [--T 64,256] [--steps N] [--gen-reps N]
-               [--no-train] [--no-gen] [--threads N] [--peer PATH] [--quick]
+               [--no-train] [--no-gen] [--no-bf16] [--threads N] [--peer PATH] [--quick]
+         gpt2 --curve [N]
    --quick is --T 64 --steps 2 --gen-reps 1. Threads: --threads, else $EMBER_NUM_THREADS, else 2.
    Build: make BUILD=build bench (or make build/bench/gpt2); run from the repository root so the
    peer script is found (or pass --peer). */
@@ -74,13 +94,17 @@ typedef struct {   /* what one child reported */
     double compile_cold_ms, compile_warm_ms, loss, gen_compile_ms, steps_run;
     int disk_hits;
     double maxrss_gib;
+    double read_gbs; /* the streaming-read child's bandwidth */
+    double *curve; /* --curve: the loss of each step (malloc'ed), n_curve of them */
+    int n_curve;
 } result;
 
 static struct {
     bool row_on[NROWS];
     int T[4], nT;
     int steps, gen_reps, threads;
-    bool train, gen;
+    bool train, gen, bf16;
+    int curve; /* --curve N: only the loss-curve comparison, N steps */
     const char *peer;
 } opt;
 
@@ -149,7 +173,8 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return remove(path);
 }
 
-static int child_train(bool compiled, int T) {
+static int child_train(bool compiled, int T, bool bf16) {
+    if (bf16) em_set_matmul_precision(EM_BF16); /* every matmul of the step, forward and backward */
     em_model_t *m = new_model();
     if (!m) return fail("em_model_new");
     int n = em_model_num_params(m);
@@ -245,9 +270,10 @@ static em_tensor_t *next_token(em_tensor_t *logits) {
 /* generation through em_generate (greedy, 64 new tokens after a 64-token prompt): its prefill is
    an eager cached forward, its decode step compiled (one program for every position) or eager.
    The compiled row also times a compiled prefill (em_compile of the cached forward at pos 0). */
-static int child_gen(bool compiled) {
+static int child_gen(bool compiled, bool bf16) {
     em_model_t *m = new_model();
     if (!m) return fail("em_model_new");
+    if (bf16 && em_model_to_dtype(m, EM_BF16) != EM_OK) return fail("em_model_to_dtype");
     em_model_set_training(m, false);
     em_manual_seed(1);
     em_tensor_t *prompt = em_randint(0, V, (int64_t[]){1, PROMPT}, 2, EM_I64);
@@ -270,7 +296,7 @@ static int child_gen(bool compiled) {
         if (r == 0 && compiled) printf("gen_compile_ms %.1f\n", gs.compile_ms);
         fflush(stdout);
     }
-    if (compiled) {
+    if (compiled && !bf16) {
         em_kv_cache_t *kv = em_kv_cache_new(m, 1, PROMPT + NEW);
         if (!kv) return fail("em_kv_cache_new");
         prefill_ctx pc = {m, kv};
@@ -326,11 +352,17 @@ static void parse_line(result *r, const char *line) {
     else if (!strcmp(key, "loss")) r->loss = v;
     else if (!strcmp(key, "gen_compile_ms")) r->gen_compile_ms = v;
     else if (!strcmp(key, "steps_run")) r->steps_run = v;
+    else if (!strcmp(key, "read_gbs")) r->read_gbs = v;
+    else if (!strcmp(key, "curve") && r->n_curve < opt.curve) {
+        if (!r->curve) r->curve = calloc((size_t)opt.curve, sizeof *r->curve);
+        if (r->curve) r->curve[r->n_curve++] = v;
+    }
 }
 
 static void clear(result *r) {
+    free(r->curve);
     memset(r, 0, sizeof *r);
-    r->compile_cold_ms = r->compile_warm_ms = r->loss = r->gen_compile_ms = r->steps_run = NAN;
+    r->compile_cold_ms = r->compile_warm_ms = r->loss = r->gen_compile_ms = r->steps_run = r->read_gbs = NAN;
 }
 
 /* runs job(arg) in a child (argv == NULL) or execs argv with env additions; fills r */
@@ -381,10 +413,82 @@ static void run_child(result *r, int (*job)(int, int), int a1, int a2, char *con
     }
 }
 
-static int job_train(int compiled, int T) { return child_train(compiled, T); }
-static int job_gen(int compiled, int unused) { (void)unused; return child_gen(compiled); }
+static int job_train(int how, int T) { return child_train(how & 1, T, how & 2); } /* how: 1 compiled, 2 bf16 */
 
-static void run_peer(result *r, bool train, int T) {
+/* --curve: n trainer steps of GPT-2 124M, B=4 T=64, on the fortunes bytes; prints "curve LOSS" per step */
+static int child_curve(int how, int n) {
+    bool bf16 = how & 1;
+    uint64_t data_seed = how & 2 ? 7 : 1337;
+    char *text = NULL;
+    size_t len = 0;
+    int64_t N = 2000000;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)N);
+    if (!ids) return fail("malloc");
+    if (em_text_read("fortunes", &text, &len) == EM_OK && len > 100000) {
+        N = (int64_t)len < N ? (int64_t)len : N;
+        for (int64_t i = 0; i < N; i++) ids[i] = (unsigned char)text[i];
+    } else { /* no corpus: an order-1 Markov stream over 256 ids */
+        printf("note no fortunes corpus (scripts/setup installs it): a synthetic token stream\n");
+        uint64_t r = 88172645463325252ull;
+        int32_t cur = 0;
+        for (int64_t i = 0; i < N; i++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            int pick = (int)(r % 10);
+            cur = pick < 6 ? (cur * 7 + 3) % 256 : pick < 9 ? (cur * 5 + 11) % 256 : (int32_t)((r >> 20) % 256);
+            ids[i] = cur;
+        }
+    }
+    free(text);
+    em_dataset_t *d = em_dataset_new(ids, N, V, 0.05);
+    free(ids);
+    em_model_t *m = d ? new_model() : NULL;
+    if (!m) return fail("dataset / model");
+    em_train_config tc;
+    em_train_config_default(&tc);
+    tc.batch = B, tc.seq_len = 64, tc.max_steps = n, tc.warmup = 20, tc.lr = 6e-4, tc.min_lr = 6e-5;
+    tc.seed = data_seed;
+    tc.precision = bf16 ? EM_BF16 : EM_F32;
+    em_trainer_t *t = em_trainer_new(m, d, &tc);
+    if (!t) return fail("em_trainer_new");
+    for (int i = 0; i < n; i++) {
+        em_train_stats st;
+        if (em_trainer_step(t, &st) != EM_OK) return fail("em_trainer_step");
+        printf("curve %.6f\n", st.loss);
+        fflush(stdout);
+    }
+    em_trainer_free(t);
+    em_dataset_free(d);
+    return 0;
+}
+static int job_curve(int how, int n) { return child_curve(how, n); }
+static int job_gen(int compiled, int bf16) { return child_gen(compiled, bf16); }
+
+/* a plain streaming read (GB/s): the sum of 256 MiB of floats on opt.threads threads, best of 5 */
+static int job_read(int unused1, int unused2) {
+    (void)unused1, (void)unused2;
+    const size_t n = (size_t)64 << 20;
+    float *a = malloc(n * sizeof *a);
+    if (!a) return fail("malloc");
+    for (size_t i = 0; i < n; i++) a[i] = (float)(i & 7);
+    double best = 0;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_s(), total = 0;
+#pragma omp parallel for num_threads(opt.threads) reduction(+ : total) schedule(static)
+        for (size_t b = 0; b < n / 4096; b++) {
+            float acc[16] = {0};
+            for (size_t i = b * 4096; i < (b + 1) * 4096; i += 16)
+                for (int l = 0; l < 16; l++) acc[l] += a[i + l];
+            for (int l = 0; l < 16; l++) total += acc[l];
+        }
+        double gbs = (double)n * sizeof *a / (now_s() - t0) * 1e-9;
+        if (total != 0 && gbs > best) best = gbs;
+    }
+    printf("read_gbs %.2f\n", best);
+    free(a);
+    return 0;
+}
+
+static void run_peer(result *r, bool train, int T, bool bf16) {
     char a[4][16];
     snprintf(a[0], 16, "%d", train ? T : PROMPT);
     snprintf(a[1], 16, "%d", train ? opt.steps : NEW);
@@ -392,8 +496,8 @@ static void run_peer(result *r, bool train, int T) {
     snprintf(a[3], 16, "%d", opt.threads);
     const char *py = getenv("EMBER_PYTHON") ? getenv("EMBER_PYTHON")
                      : access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
-    char *argv_train[] = {(char *)py, (char *)opt.peer, "train", a[0], a[1], a[3], NULL};
-    char *argv_gen[] = {(char *)py, (char *)opt.peer, "gen", a[0], a[1], a[2], a[3], NULL};
+    char *argv_train[] = {(char *)py, (char *)opt.peer, "train", a[0], a[1], a[3], bf16 ? "bf16" : NULL, NULL};
+    char *argv_gen[] = {(char *)py, (char *)opt.peer, "gen", a[0], a[1], a[2], a[3], bf16 ? "bf16" : NULL, NULL};
     if (access(opt.peer, R_OK) != 0) {
         clear(r);
         snprintf(r->err, sizeof r->err, "no peer script at %s (run from the repository root or pass --peer)", opt.peer);
@@ -454,9 +558,85 @@ static void parse_list(const char *s, int *out, int *n, int max) {
     }
 }
 
+/* the bf16 row of one T: Ember compiled under EM_BF16 matmul precision vs PyTorch autocast(bfloat16) */
+static void bf16_rows(result *res, int T) {
+    for (int r = 0; r < NROWS; r++) {
+        clear(&res[r]);
+        if (!opt.row_on[r] || r == R_EAGER) continue;
+        if (r == R_TORCH) run_peer(&res[r], true, T, true);
+        else run_child(&res[r], job_train, 1 | 2, T, NULL);
+    }
+    double s[NROWS], g[NROWS], rss[NROWS], loss[NROWS], cpu[NROWS], cold[NROWS];
+    for (int r = 0; r < NROWS; r++) {
+        s[r] = median(res[r].step_s, res[r].n_step);
+        g[r] = train_flops(T) / s[r] * 1e-9;
+        rss[r] = res[r].ran ? res[r].maxrss_gib : NAN;
+        loss[r] = res[r].loss;
+        cpu[r] = median(res[r].step_cpu, res[r].n_cpu);
+        cold[r] = res[r].compile_cold_ms * 1e-3;
+    }
+    char label[64];
+    snprintf(label, sizeof label, "train B=%d T=%d bf16 matmuls (s)", B, T);
+    line(label, s, "%.3f", true, false);
+    line("  achieved GFLOP/s", g, "%.1f", false, true);
+    line("  CPU s per step (user+sys)", cpu, "%.2f", false, false);
+    line("  peak RSS (GiB)", rss, "%.2f", false, false);
+    line("  compile cold (s)", cold, "%.2f", false, false);
+    line("  loss after the steps", loss, "%.4f", false, false);
+    printf("  (bf16: Ember compiled under em_set_matmul_precision(EM_BF16); PyTorch under "
+           "torch.autocast(\"cpu\", bfloat16))\n");
+    for (int r = 0; r < NROWS; r++)
+        if (r != R_EAGER) why(&res[r], r, "bf16 training");
+    fflush(stdout);
+}
+
+/* --curve: f32, bf16 and f32 with another data seed; |bf16 - f32| against |f32' - f32| */
+static int curve_main(void) {
+    static result res[3];
+    printf("GPT-2 124M, B=%d T=64, %d trainer steps (compiled) on the fortunes bytes, %d threads; load ", B,
+           opt.curve, opt.threads);
+    FILE *la = fopen("/proc/loadavg", "r");
+    char buf[128] = "?";
+    if (la && fgets(buf, sizeof buf, la)) buf[strcspn(buf, "\n")] = 0;
+    if (la) fclose(la);
+    printf("%s\n", buf);
+    const char *names[3] = {"f32", "bf16 (same init, same data)", "f32, another data seed"};
+    for (int k = 0; k < 3; k++) {
+        double t0 = now_s();
+        run_child(&res[k], job_curve, k == 1 ? 1 : k == 2 ? 2 : 0, opt.curve, NULL);
+        printf("  %-30s %d steps in %.0f s%s%s\n", names[k], res[k].n_curve, now_s() - t0, res[k].err[0] ? ": " : "",
+               res[k].err);
+        fflush(stdout);
+    }
+    int n = res[0].n_curve < res[1].n_curve ? res[0].n_curve : res[1].n_curve;
+    if (res[2].n_curve < n) n = res[2].n_curve;
+    if (n < 1) return 1;
+    printf("%-12s %10s %10s %10s %14s %14s %16s %16s\n", "steps", "f32", "bf16", "f32'", "max|bf16-f32|",
+           "mean|bf16-f32|", "max|f32'-f32|", "mean|f32'-f32|");
+    for (int w0 = 0; w0 < n; w0 += 50) {
+        for (int pass = 0; pass < 2; pass++) {
+            int a = pass ? 0 : w0, b = pass ? n : (w0 + 50 < n ? w0 + 50 : n);
+            if (pass && w0 + 50 < n) break;
+            double dm = 0, ds = 0, nm = 0, ns = 0;
+            for (int i = a; i < b; i++) {
+                double d = fabs(res[1].curve[i] - res[0].curve[i]), e = fabs(res[2].curve[i] - res[0].curve[i]);
+                dm = fmax(dm, d), ds += d, nm = fmax(nm, e), ns += e;
+            }
+            char lab[32];
+            if (pass) snprintf(lab, sizeof lab, "all %d", n);
+            else snprintf(lab, sizeof lab, "%d-%d", a + 1, b);
+            printf("%-12s %10.4f %10.4f %10.4f %14.4f %14.4f %16.4f %16.4f\n", lab, res[0].curve[b - 1],
+                   res[1].curve[b - 1], res[2].curve[b - 1], dm, ds / (b - a), nm, ns / (b - a));
+        }
+    }
+    printf("(f32' differs from f32 only in the data order: its distance is the run-to-run noise)\n");
+    return 0;
+}
+
 static int usage(void) {
     fprintf(stderr, "usage: gpt2 [--rows compiled,eager,torch] [--T 64,256] [--steps N] [--gen-reps N]\n"
-                    "            [--no-train] [--no-gen] [--threads N] [--peer PATH] [--quick]\n");
+                    "            [--no-train] [--no-gen] [--no-bf16] [--threads N] [--peer PATH] [--quick]\n"
+                    "       gpt2 --curve [N]   (the bf16-vs-f32 loss curves, N steps, default 200)\n");
     return 2;
 }
 
@@ -470,7 +650,7 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < NROWS; i++) opt.row_on[i] = true;
     opt.T[0] = 64, opt.T[1] = 256, opt.nT = 2;
-    opt.steps = 3, opt.gen_reps = 2, opt.train = opt.gen = true;
+    opt.steps = 3, opt.gen_reps = 2, opt.train = opt.gen = opt.bf16 = true;
     const char *e = getenv("EMBER_NUM_THREADS");
     opt.threads = e && atoi(e) > 0 ? atoi(e) : 2;
     static char peer[1024];
@@ -483,6 +663,11 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--quick")) opt.nT = 1, opt.steps = 2, opt.gen_reps = 1;
         else if (!strcmp(a, "--no-train")) opt.train = false;
         else if (!strcmp(a, "--no-gen")) opt.gen = false;
+        else if (!strcmp(a, "--no-bf16")) opt.bf16 = false;
+        else if (!strcmp(a, "--curve")) {
+            opt.curve = v && atoi(v) > 0 ? atoi(v) : 200;
+            if (v && atoi(v) > 0) i++;
+        }
         else if (!v) return usage();
         else if (!strcmp(a, "--rows")) {
             for (int r = 0; r < NROWS; r++) opt.row_on[r] = false;
@@ -503,6 +688,7 @@ int main(int argc, char **argv) {
     for (int t = 0; t < opt.nT; t++)
         if (opt.T[t] < 1 || opt.T[t] > 1024) return usage();
 
+    if (opt.curve) return curve_main();
     char host[128] = "?";
     FILE *la = fopen("/proc/loadavg", "r");
     if (la && fgets(host, sizeof host, la)) host[strcspn(host, "\n")] = 0;
@@ -513,6 +699,7 @@ int main(int argc, char **argv) {
            "eager/torch");
 
     result res[NROWS];
+    memset(res, 0, sizeof res);
     for (int t = 0; opt.train && t < opt.nT; t++) {
         int T = opt.T[t];
         for (int r = 0; r < NROWS; r++) {
@@ -520,7 +707,7 @@ int main(int argc, char **argv) {
                 clear(&res[r]);
                 continue;
             }
-            if (r == R_TORCH) run_peer(&res[r], true, T);
+            if (r == R_TORCH) run_peer(&res[r], true, T, false);
             else run_child(&res[r], job_train, r == R_COMPILED, T, NULL);
         }
         double s[NROWS], g[NROWS], rss[NROWS], cold[NROWS], warm[NROWS], loss[NROWS], cpu[NROWS], sys[NROWS],
@@ -554,6 +741,7 @@ int main(int argc, char **argv) {
             printf("  note: the warm compile had no disk cache hits\n");
         for (int r = 0; r < NROWS; r++) why(&res[r], r, "training");
         fflush(stdout);
+        if (opt.bf16) bf16_rows(res, T);
     }
     if (opt.gen) {
         for (int r = 0; r < NROWS; r++) {
@@ -561,7 +749,7 @@ int main(int argc, char **argv) {
                 clear(&res[r]);
                 continue;
             }
-            if (r == R_TORCH) run_peer(&res[r], false, 0);
+            if (r == R_TORCH) run_peer(&res[r], false, 0, false);
             else run_child(&res[r], job_gen, r == R_COMPILED, 0, NULL);
         }
         double pf[NROWS], tps[NROWS], g[NROWS], rss[NROWS], gc[NROWS];
@@ -580,6 +768,28 @@ int main(int argc, char **argv) {
         line("  decode-step compile (s)", gc, "%.2f", false, false);
         line("  peak RSS (GiB)", rss, "%.2f", false, false);
         for (int r = 0; r < NROWS; r++) why(&res[r], r, "generation");
+        if (opt.bf16) { /* the same generation with bf16 weights, KV cache and activations */
+            for (int r = 0; r < NROWS; r++) {
+                clear(&res[r]);
+                if (!opt.row_on[r]) continue;
+                if (r == R_TORCH) run_peer(&res[r], false, 0, true);
+                else run_child(&res[r], job_gen, r == R_COMPILED, 1, NULL);
+            }
+            result rd;
+            run_child(&rd, job_read, 0, 0, NULL);
+            double t16[NROWS], rss16[NROWS];
+            for (int r = 0; r < NROWS; r++) {
+                t16[r] = NEW / median(res[r].decode_s, res[r].n_decode);
+                rss16[r] = res[r].ran ? res[r].maxrss_gib : NAN;
+            }
+            line("decode, KV, bf16 (tokens/s)", t16, "%.1f", true, true);
+            line("  peak RSS (GiB)", rss16, "%.2f", false, false);
+            double bytes = 2.0 * (12.0 * L * C * C + (double)V * C); /* per token: the linears + lm_head */
+            printf("%-30s %.1f MB of bf16 weights; floor %.1f tokens/s at the %.1f GB/s streaming read "
+                   "(%d threads, this run)\n", "  bytes per token", bytes * 1e-6, rd.read_gbs * 1e9 / bytes,
+                   rd.read_gbs, opt.threads);
+            for (int r = 0; r < NROWS; r++) why(&res[r], r, "bf16 generation");
+        }
     }
     printf("ratios: PyTorch's time over Ember's (above 1: Ember is faster)\n");
     return 0;

@@ -8,7 +8,22 @@
    Threads: $EMBER_NUM_THREADS if set, else 2, applied to both OpenMP and OpenBLAS.
    Build: gcc -std=c11 -O3 -march=native -fopenmp -Isrc bench/matmul.c src/ops/gemm.c
           -lopenblas -lm -o /tmp/bench_matmul
-   Usage: bench_matmul [MxNxK[:nn|:nt|:tn] ...]   (no arguments: 1024^3 plus GPT-2 shapes) */
+   Usage: bench_matmul [MxNxK[:nn|:nt|:tn] ...]   (no arguments: 1024^3 plus GPT-2 shapes)
+
+   bf16 tables (src/ops/gemm_bf16.c), after the f32 one when run without arguments, or alone with
+   --bf16 [shapes] / --decode:
+   - mixed precision at the GPT-2 training shapes (M = 256 tokens; nn, nt = x @ W^T, tn = dW):
+     GFLOP/s of emk_gemm EMK_MM_BF16 with f32 operands (rounded to bf16 while packing: how
+     training calls it) and with bf16 operands, f32 C; emk_sgemm and OpenBLAS cblas_sgemm in the
+     same run, and the ratios of the f32-operand bf16 GEMM to both. Debian's OpenBLAS has no
+     sbgemm (bf16 GEMM), so the peer is its f32 sgemm. MiB = the bf16 operand bytes
+     2 (MK + KN) + 4 MN; maxrel = max |bf16 GEMM - sgemm| / max |sgemm| (bf16 rounding of the
+     inputs, ~2^-8 / sqrt-ish, not an error).
+   - decode: y (1 x N) = x (1 x K) @ W^T with W (N x K) in bf16, GB/s of weight streaming
+     (2 N K bytes over the call time; each call's weights evicted from cache first by a 64 MiB
+     sweep, as bench/decode does) for EMK_MM_BF16 (vdpbf16ps) and EMK_MM_EXACT (widened, f32
+     FMAs), against emk_sgemm's f32 gemv on f32 W (4 N K bytes); "speedup" is the f32 time over
+     the bf16 (BF16 mode) time. */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
 #include <math.h>
@@ -181,6 +196,174 @@ static double bench_shape(const char *name, shape_t s, double *gf_emk_out)
     return ratio;
 }
 
+/* ---- bf16 tables ------------------------------------------------------------------------------ */
+
+static const char *const bf16_shapes[] = {
+    "256x768x768",     "256x2304x768",    "256x3072x768",    "256x768x3072",    "256x50257x768",
+    "256x2304x768:nt", "256x3072x768:nt", "256x768x3072:nt", "256x50257x768:nt", "768x768x256:tn",
+    "2304x768x256:tn", "3072x768x256:tn", "768x3072x256:tn", "50257x768x256:tn",
+};
+
+static uint16_t to_bf16(float f) /* nearest even */
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+typedef struct {
+    bench_case_t f; /* f32 operands, C_emk: sgemm result, C_ref: OpenBLAS */
+    uint16_t *Ah, *Bh;
+    float *C_bf;
+    int bf16_in;
+} bf16_case_t;
+
+static void strides(const shape_t *s, int64_t *rsa, int64_t *csa, int64_t *rsb, int64_t *csb)
+{
+    *rsa = s->K, *csa = 1, *rsb = s->N, *csb = 1;
+    if (s->lay == TN)
+        *rsa = 1, *csa = s->M;
+    if (s->lay == NT)
+        *rsb = 1, *csb = s->K;
+}
+
+static void run_bf16(const bench_case_t *c)
+{
+    const bf16_case_t *b = (const bf16_case_t *)c;
+    const shape_t *s = &c->s;
+    int64_t rsa, csa, rsb, csb;
+    strides(s, &rsa, &csa, &rsb, &csb);
+    if (b->bf16_in)
+        emk_gemm(s->M, s->N, s->K, b->Ah, EMK_BF16, rsa, csa, b->Bh, EMK_BF16, rsb, csb, b->C_bf,
+                 EMK_F32, s->N, 1, 0, EMK_MM_BF16, 1);
+    else
+        emk_gemm(s->M, s->N, s->K, c->A, EMK_F32, rsa, csa, c->B, EMK_F32, rsb, csb, b->C_bf,
+                 EMK_F32, s->N, 1, 0, EMK_MM_BF16, 1);
+}
+
+static void bench_bf16_shape(const char *name, shape_t s, double *log_r1, double *log_r2)
+{
+    static const char *const lay_name[] = {"nn", "nt", "tn"};
+    unsigned seed = 12345u;
+    int64_t na = s.M * s.K, nb = s.K * s.N, nc = s.M * s.N;
+    bf16_case_t b = {{s, random_matrix(na, &seed), random_matrix(nb, &seed),
+                      malloc((size_t)(nc + 1) * sizeof(float)), malloc((size_t)(nc + 1) * sizeof(float))},
+                     malloc((size_t)(na + 1) * 2), malloc((size_t)(nb + 1) * 2),
+                     malloc((size_t)(nc + 1) * sizeof(float)), 0};
+    if (b.f.A && b.f.B && b.f.C_emk && b.f.C_ref && b.Ah && b.Bh && b.C_bf) {
+        for (int64_t i = 0; i < na; i++) b.Ah[i] = to_bf16(b.f.A[i]);
+        for (int64_t i = 0; i < nb; i++) b.Bh[i] = to_bf16(b.f.B[i]);
+        pause_s(0.25);
+        double t_bf = median_time(run_bf16, &b.f);
+        b.bf16_in = 1;
+        double t_bh = median_time(run_bf16, &b.f);
+        b.bf16_in = 0;
+        run_bf16(&b.f);
+        double t_emk = median_time(run_ember, &b.f);
+        pause_s(0.05);
+        double t_ref = median_time(run_openblas, &b.f);
+        double flops = 2.0 * (double)s.M * (double)s.N * (double)s.K;
+        double bytes = 2.0 * ((double)s.M * s.K + (double)s.K * s.N) + 4.0 * (double)s.M * s.N;
+        double g_bf = flops / t_bf * 1e-9, g_bh = flops / t_bh * 1e-9;
+        double g_emk = flops / t_emk * 1e-9, g_ref = flops / t_ref * 1e-9;
+        *log_r1 += log(g_bf / g_emk), *log_r2 += log(g_bf / g_ref);
+        printf("%-20s %-3s %8.3f %8.1f %9.1f %9.1f %9.1f %9.1f %7.2fx %7.2fx %9.2e\n", name,
+               lay_name[s.lay], flops * 1e-9, bytes / 1048576.0, g_bf, g_bh, g_emk, g_ref,
+               g_bf / g_emk, g_bf / g_ref, max_rel_diff(b.C_bf, b.f.C_emk, nc));
+    } else {
+        printf("%-20s out of memory\n", name);
+    }
+    free(b.f.A), free(b.f.B), free(b.f.C_emk), free(b.f.C_ref), free(b.Ah), free(b.Bh), free(b.C_bf);
+}
+
+static int bf16_table(int n, const char *const *names)
+{
+    printf("\nbf16 mixed precision (emk_gemm EMK_MM_BF16, f32 C; GFLOP/s, median of >=5 runs; "
+           "OpenBLAS has no sbgemm: its column is f32 sgemm)\n");
+    printf("%-20s %-3s %8s %8s %9s %9s %9s %9s %8s %8s %9s\n", "shape MxNxK", "lay", "GFLOP",
+           "MiB", "bf16:f32", "bf16:bf16", "sgemm", "openblas", "/sgemm", "/oblas", "maxrel");
+    double l1 = 0, l2 = 0;
+    for (int i = 0; i < n; i++) {
+        shape_t s;
+        if (parse_shape(names[i], &s) != 0) {
+            fprintf(stderr, "bad shape '%s' (want MxNxK[:nn|:nt|:tn])\n", names[i]);
+            return 2;
+        }
+        bench_bf16_shape(names[i], s, &l1, &l2);
+    }
+    if (n)
+        printf("geomean ratio of bf16 (f32 operands): %.2fx emk_sgemm, %.2fx OpenBLAS sgemm\n",
+               exp(l1 / n), exp(l2 / n));
+    return 0;
+}
+
+static volatile float evict_sink;
+
+static void evict_caches(float *scratch, size_t n)
+{
+    float s = 0;
+    for (size_t i = 0; i < n; i += 16)
+        scratch[i] += 1.0f, s += scratch[i];
+    evict_sink = s;
+}
+
+/* median seconds of one decode GEMV (M = 1 against W^T), weights evicted before each call */
+static double decode_time(int64_t N, int64_t K, const void *W, emk_type tw, emk_mm_mode mode,
+                          const float *x, float *y, float *scratch, size_t nscratch)
+{
+    double t[15];
+    for (int r = 0; r < 15; r++) {
+        evict_caches(scratch, nscratch);
+        double t0 = now_s();
+        if (tw == EMK_F32 && mode == EMK_MM_EXACT)
+            emk_sgemm(1, N, K, x, K, 1, W, 1, K, y, N, 1, 0, 1);
+        else
+            emk_gemm(1, N, K, x, EMK_F32, K, 1, W, tw, 1, K, y, EMK_F32, N, 1, 0, mode, 1);
+        t[r] = now_s() - t0;
+    }
+    qsort(t + 1, 14, sizeof t[0], cmp_double);
+    return 0.5 * (t[7] + t[8]);
+}
+
+static int decode_table(void)
+{
+    static const struct { const char *name; int64_t N, K; } layers[] = {
+        {"qkv", 2304, 768}, {"fc", 3072, 768}, {"fc-proj", 768, 3072}, {"lm-head", 50257, 768},
+    };
+    size_t nscratch = (size_t)64 << 18; /* 64 MiB of floats */
+    float *scratch = calloc(nscratch, sizeof(float));
+    if (!scratch)
+        return 2;
+    printf("\ndecode: y = x @ W^T, M = 1, W (N x K) bf16 vs f32; weight GB/s, cold weights (64 MiB "
+           "sweep before each call), median of 14\n");
+    printf("%-8s %-12s %10s %10s %10s %10s %8s\n", "layer", "W NxK", "bf16 MiB", "BF16 GB/s",
+           "EXACT GB/s", "f32 GB/s", "speedup");
+    for (size_t l = 0; l < sizeof layers / sizeof layers[0]; l++) {
+        int64_t N = layers[l].N, K = layers[l].K;
+        unsigned seed = 777u;
+        float *W = random_matrix(N * K, &seed), *x = random_matrix(K, &seed);
+        float *y = malloc((size_t)N * sizeof(float));
+        uint16_t *Wh = malloc((size_t)(N * K) * 2);
+        if (!W || !x || !y || !Wh) {
+            printf("%-8s out of memory\n", layers[l].name);
+        } else {
+            for (int64_t i = 0; i < N * K; i++) Wh[i] = to_bf16(W[i]);
+            double tb = decode_time(N, K, Wh, EMK_BF16, EMK_MM_BF16, x, y, scratch, nscratch);
+            double te = decode_time(N, K, Wh, EMK_BF16, EMK_MM_EXACT, x, y, scratch, nscratch);
+            double tf = decode_time(N, K, W, EMK_F32, EMK_MM_EXACT, x, y, scratch, nscratch);
+            double hb = 2.0 * (double)N * (double)K;
+            char dims[32];
+            snprintf(dims, sizeof dims, "%lldx%lld", (long long)N, (long long)K);
+            printf("%-8s %-12s %10.1f %10.1f %10.1f %10.1f %7.2fx\n", layers[l].name, dims,
+                   hb / 1048576.0, hb / tb * 1e-9, hb / te * 1e-9, 2.0 * hb / tf * 1e-9, tf / tb);
+        }
+        free(W), free(x), free(y), free(Wh);
+    }
+    free(scratch);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int threads = 2;
@@ -192,6 +375,15 @@ int main(int argc, char **argv)
 #endif
     openblas_set_num_threads(threads);
 
+    if (argc > 1 && !strcmp(argv[1], "--bf16")) {
+        printf("threads=%d\n", threads);
+        return argc > 2 ? bf16_table(argc - 2, (const char *const *)(argv + 2))
+                        : bf16_table((int)(sizeof bf16_shapes / sizeof bf16_shapes[0]), bf16_shapes);
+    }
+    if (argc > 1 && !strcmp(argv[1], "--decode")) {
+        printf("threads=%d\n", threads);
+        return decode_table();
+    }
     int nshapes = argc > 1 ? argc - 1 : (int)(sizeof default_shapes / sizeof default_shapes[0]);
     const char *const *names = argc > 1 ? (const char *const *)(argv + 1) : default_shapes;
     printf("threads=%d  (GFLOP/s: median of >=5 runs; bytes = 4*(MK+KN+MN))\n", threads);
@@ -212,5 +404,9 @@ int main(int argc, char **argv)
     if (counted)
         printf("geomean: ember %.1f GFLOP/s, ratio ember/openblas %.2fx\n", exp(log_gf / counted),
                exp(log_ratio / counted));
+    if (argc == 1) {
+        int rc = bf16_table((int)(sizeof bf16_shapes / sizeof bf16_shapes[0]), bf16_shapes);
+        return rc ? rc : decode_table();
+    }
     return 0;
 }

@@ -218,6 +218,16 @@ em_tensor_t *em_cumsum(em_tensor_t *x, int dim);
 /* ---- linear algebra ----------------------------------------------------------------------- */
 em_tensor_t *em_matmul(em_tensor_t *a, em_tensor_t *b);   /* batched, broadcasting, 1-d rules */
 em_tensor_t *em_linear(em_tensor_t *x, em_tensor_t *w, em_tensor_t *b); /* x @ w^T + b; w (out,in); b may be NULL */
+/* How f32 matmuls and linears form their products, process-wide (PyTorch's
+   torch.set_float32_matmul_precision): EM_F32 (the default) exactly in f32; EM_BF16 rounds both
+   operands to bf16 (nearest even) and sums the products in f32 (avx512_bf16 dot products where
+   the CPU has them): bf16 mixed precision with f32 master weights. Anything else is EM_ERR_ARG.
+   em_matmul / em_linear read the setting when they are called and record it in their graph node,
+   so a backward pass records the setting current then, and em_compile guards on it (switching
+   it recompiles, never reuses a program traced under the other one). f64 matmuls ignore it;
+   matmuls on bf16 tensors always use bf16 products (their result is bf16). */
+em_status    em_set_matmul_precision(em_dtype d);
+em_dtype     em_get_matmul_precision(void);
 
 /* ---- neural-network ops ------------------------------------------------------------------- */
 em_tensor_t *em_softmax(em_tensor_t *x, int dim);
@@ -310,6 +320,10 @@ typedef struct {
     /* dynamic shapes: generalised programs made (each is one of `compiles`), sizes they served
        without compiling, and sizes whose code did not match and got their own specialization */
     int dynamic_programs, dynamic_sizes, dynamic_fallbacks;
+    /* the outputs of the most recently compiled program (backend "c"): inplace_bytes are new values
+       of tensors written with em_assign that the program computes straight into those tensors
+       (no separate buffer, no copy after the run); output_bytes the outputs each call allocates */
+    int64_t inplace_bytes, output_bytes;
 } em_compile_stats;
 em_compile_stats em_compiled_stats(const em_compiled_t *f);
 /* the most recently compiled graph in Ember's text form (malloc'ed; NULL when none) */
@@ -454,6 +468,14 @@ typedef struct em_model em_model_t;
    0; norm weights 1. The model owns its parameters (no scope does). NULL + error on a bad config. */
 em_model_t *em_model_new(const em_model_config *cfg, uint64_t seed);
 void        em_model_free(em_model_t *m);                       /* NULL is fine */
+/* converts the model to dtype dt, like PyTorch's model.to(dtype): every parameter is rounded to dt
+   (nearest even; tied weights stay tied; requires_grad kept, gradients dropped), Llama's RoPE tables
+   are rebuilt in dt, and from then on activations and new KV caches are in dt too (every op computes
+   in f32 and rounds once). EM_BF16 halves the bytes a decode step streams. Parameter handles taken
+   before are no longer the model's: take em_model_params again (and rebuild optimizers). Same dtype:
+   nothing to do. EM_ERR_DTYPE for a non-floating dtype, EM_ERR_STATE with LoRA adapters (merge
+   first); on error the model is unchanged. */
+em_status   em_model_to_dtype(em_model_t *m, em_dtype dt);
 const em_model_config *em_model_get_config(em_model_t *m);      /* borrowed; resolved defaults */
 void        em_model_set_training(em_model_t *m, bool training); /* dropout on (default) or off */
 bool        em_model_is_training(em_model_t *m);
@@ -646,9 +668,12 @@ typedef struct {
     double grad_clip;     /* max global gradient norm; 0: no clipping */
     uint64_t seed;        /* the data order (and the global RNG, for dropout) */
     bool eager;           /* run the step eagerly instead of compiled */
+    em_dtype precision;   /* matmul precision of the step and of eval (em_set_matmul_precision): EM_F32
+                             or EM_BF16 (bf16 mixed precision, f32 master weights); set around each
+                             step, the caller's setting restored after; saved in checkpoints */
 } em_train_config;
 /* B 16, T 128, accum 1, 1000 steps, warm-up 100, lr 1e-3 -> 1e-4, wd 0.1, betas (0.9, 0.95),
-   eps 1e-8, clip 1.0, seed 1337, compiled */
+   eps 1e-8, clip 1.0, seed 1337, compiled, precision f32 */
 void em_train_config_default(em_train_config *c);
 typedef struct {
     int64_t step;         /* steps taken, this one included */

@@ -159,7 +159,7 @@ static em_status step_fn(void *ctx, em_tensor_t *const *in, int n_in, em_tensor_
     step_ctx *s = ctx;
     (void)n_in;
     (void)n_out;
-    out[0] = emn_decode_step(s->m, in[0], in[1], s->kv);
+    out[0] = emn_decode_step(s->m, in[0], in[1], s->kv, &out[1]); /* logits, kv_new */
     return out[0] ? EM_OK : em_last_status();
 }
 
@@ -202,10 +202,11 @@ static void check_step(const char *name, em_dtype dt, double tol) {
         em_tensor_t *tok = em_contiguous(em_cast(em_slice(idx, 1, pos, pos + 1, 1), EM_I64)); /* (B, 1) */
         em_tensor_t *pt = em_from_data(&pos, (int64_t[]){1}, 1, EM_I64);
         em_tensor_t *want = em_select(em_slice(full, 1, pos, pos + 1, 1), 1, 0); /* (B, V) */
-        em_tensor_t *la = em_model_forward_cached(m, tok, pos, ka), *lb = NULL;
-        ok = ok && em_call(f, (em_tensor_t *[]){tok, pt}, 2, &lb, 1) == EM_OK;
-        em_tensor_t *lc = NULL;
-        if (step_fn(&ctx_eager, (em_tensor_t *[]){tok, pt}, 2, &lc, 1) != EM_OK) lc = NULL;
+        em_tensor_t *la = em_model_forward_cached(m, tok, pos, ka), *rb[2] = {NULL, NULL}, *rc[2] = {NULL, NULL};
+        ok = ok && em_call(f, (em_tensor_t *[]){tok, pt}, 2, rb, 2) == EM_OK && emn_decode_commit(kb, rb[1], pos) == EM_OK;
+        ok = ok && step_fn(&ctx_eager, (em_tensor_t *[]){tok, pt}, 2, rc, 2) == EM_OK &&
+             emn_decode_commit(kc, rc[1], pos) == EM_OK;
+        em_tensor_t *lb = rb[0], *lc = rc[0];
         ok = ok && la && lb && lc;
         if (ok) {
             wa = fmax(wa, max_rel(em_select(la, 1, 0), want));
@@ -228,7 +229,8 @@ static void check_step(const char *name, em_dtype dt, double tol) {
         wk = fmax(wk, max_rel(kc->k[l], ka->k[l]));
         wk = fmax(wk, max_rel(kc->v[l], ka->v[l]));
     }
-    TH_CHECK(wk <= tol, "%s: the compiled step's cache equals the eager cache (%g)", what, wk);
+    TH_CHECK(wk <= tol, "%s: the cache the compiled steps filled (emn_decode_commit) equals the eager cache (%g)",
+             what, wk);
     em_compiled_free(f);
     em_kv_cache_free(ka);
     em_kv_cache_free(kb);
@@ -914,6 +916,309 @@ static void test_import_errors(void) {
              what, em_last_error());
 }
 
+/* ---- bf16 models: em_model_to_dtype and decoding in bf16 ---------------------------------------- */
+/* f32 -> bf16 bits, nearest even (NaN kept quiet): an oracle written apart from the library's */
+static uint16_t host_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* every parameter of b holds a's parameter rounded to bf16 (b bf16) or widened from it (b f32 after
+   a round trip: then a holds the f32 originals and the check is against their bf16 rounding) */
+static bool params_are_bf16_of(em_model_t *orig, em_model_t *m) {
+    bool ok = em_model_num_params(orig) == em_model_num_params(m);
+    for (int i = 0; ok && i < em_model_num_params(m); i++) {
+        em_tensor_t *a = em_model_param(orig, i, NULL), *b = em_model_param(m, i, NULL);
+        size_t n = (size_t)em_numel(a);
+        float *fa = malloc(4 * n);
+        uint16_t *hb = malloc(2 * n);
+        float *fb = malloc(4 * n);
+        ok = em_type(a) == EM_F32 && em_to_data(a, fa, 4 * n) == EM_OK;
+        if (ok && em_type(b) == EM_BF16) {
+            ok = em_to_data(b, hb, 2 * n) == EM_OK;
+            for (size_t j = 0; ok && j < n; j++) ok = hb[j] == host_bf16(fa[j]);
+        } else if (ok) {
+            ok = em_type(b) == EM_F32 && em_to_data(b, fb, 4 * n) == EM_OK;
+            for (size_t j = 0; ok && j < n; j++) {
+                uint32_t u = (uint32_t)host_bf16(fa[j]) << 16, v;
+                memcpy(&v, &fb[j], 4);
+                ok = u == v;
+            }
+        }
+        free(fa);
+        free(hb);
+        free(fb);
+    }
+    return ok;
+}
+
+static void check_to_dtype(const char *name) {
+    char what[128];
+    snprintf(what, sizeof what, "%s em_model_to_dtype", name);
+    int64_t live = em_live_tensors();
+    em_model_config cfg = preset(name, EM_F32);
+    em_model_t *orig = em_model_new(&cfg, 31), *m = em_model_new(&cfg, 31);
+    randomize(orig, 37);
+    randomize(m, 37);
+    em_model_set_training(m, false);
+    TH_CHECK(em_model_to_dtype(m, EM_BF16) == EM_OK, "%s: f32 -> bf16 (%s)", what, em_last_error());
+    TH_CHECK(em_model_get_config(m)->dtype == EM_BF16, "%s: the config says bf16", what);
+    TH_CHECK(params_are_bf16_of(orig, m), "%s: every parameter is its f32 value rounded to bf16 (nearest even)", what);
+    bool grads = true;
+    for (int i = 0; i < em_model_num_params(m); i++) grads = grads && em_requires_grad(em_model_param(m, i, NULL));
+    TH_CHECK(grads, "%s: parameters still require grad", what);
+    TH_CHECK(m->head == (cfg.tie_embeddings ? m->wte : m->head) && m->wte == em_model_param(m, 0, NULL) &&
+             m->blocks[1].o_w == em_model_param_by_name(m, name[0] == 'g' ? "h.1.attn.c_proj.weight"
+                                                                            : "layers.1.attention.wo.weight"),
+             "%s: the model's pointers follow the new parameters (tied head = wte)", what);
+    if (m->rope_cos) {
+        em_scope_t *s = em_scope_begin();
+        em_tensor_t *cs, *sn;
+        em_rope_tables(cfg.block_size, cfg.n_embd / cfg.n_head, cfg.rope_theta, EM_BF16, &cs, &sn);
+        TH_CHECK(em_type(m->rope_cos) == EM_BF16 && max_rel(m->rope_cos, cs) == 0 && max_rel(m->rope_sin, sn) == 0,
+                 "%s: the RoPE tables are em_model_new's for bf16", what);
+        em_scope_end(s);
+    }
+    /* a model made in bf16 and loaded with the converted parameters computes the same bits */
+    em_model_config c16 = preset(name, EM_BF16);
+    em_model_t *made = em_model_new(&c16, 3);
+    em_model_set_training(made, false);
+    em_scope_t *s = em_scope_begin();
+    for (int i = 0; i < em_model_num_params(m); i++) {
+        const char *pn;
+        em_tensor_t *p = em_model_param(m, i, &pn);
+        em_model_set_param(made, pn, p);
+    }
+    int32_t ids[2 * 7];
+    for (int i = 0; i < 14; i++) ids[i] = (i * 11 + 5) % cfg.vocab_size;
+    em_tensor_t *idx = em_from_data(ids, (int64_t[]){2, 7}, 2, EM_I32);
+    em_no_grad_begin();
+    em_tensor_t *la = em_model_forward(m, idx, NULL, NULL), *lb = em_model_forward(made, idx, NULL, NULL);
+    em_tensor_t *lf = em_model_forward(orig, idx, NULL, NULL);
+    em_no_grad_end();
+    TH_CHECK(la && lb && em_type(la) == EM_BF16 && max_rel(la, lb) == 0,
+             "%s: logits (bf16) equal a bf16-made model's with the same parameters bit for bit", what);
+    double d = la ? max_rel(la, lf) : 1;
+    TH_CHECK(d < 0.03, "%s: bf16 logits within bf16 tolerance of the f32 model's (%g of 1 + max |z|)", what, d);
+    em_scope_end(s);
+    em_model_free(made);
+    /* back to f32: the bf16 values widened exactly */
+    TH_CHECK(em_model_to_dtype(m, EM_F32) == EM_OK && em_model_get_config(m)->dtype == EM_F32,
+             "%s: bf16 -> f32 (%s)", what, em_last_error());
+    TH_CHECK(params_are_bf16_of(orig, m), "%s: the round trip f32 -> bf16 -> f32 gives each parameter's bf16 "
+             "rounding", what);
+    em_tensor_t *w0 = em_model_param(m, 0, NULL);
+    TH_CHECK(em_model_to_dtype(m, EM_F32) == EM_OK && em_model_param(m, 0, NULL) == w0,
+             "%s: the same dtype changes nothing", what);
+    em_model_free(orig);
+    em_model_free(m);
+    CHECK_LIVE(live, what);
+}
+
+static void test_to_dtype_errors(void) {
+    const char *what = "em_model_to_dtype errors";
+    int64_t live = em_live_tensors();
+    em_model_config cfg = preset("gpt2-tiny", EM_F32);
+    em_model_t *m = em_model_new(&cfg, 8);
+    em_tensor_t *w0 = em_model_param(m, 0, NULL);
+    TH_CHECK(em_model_to_dtype(NULL, EM_BF16) == EM_ERR_ARG, "%s: a NULL model", what);
+    TH_CHECK(em_model_to_dtype(m, EM_I32) == EM_ERR_DTYPE, "%s: an integer dtype", what);
+    TH_CHECK_ERR(EM_ERR_DTYPE, "must be floating", "%s: the message says why (%s)", what, em_last_error());
+    TH_CHECK_ERR(EM_ERR_DTYPE, "i32", "%s: the message names the dtype", what);
+    TH_CHECK(em_model_to_dtype(m, (em_dtype)99) == EM_ERR_DTYPE, "%s: a value that is no dtype", what);
+    TH_CHECK(em_model_to_dtype(m, EM_BOOL) == EM_ERR_DTYPE, "%s: bool", what);
+    em_lora_config lc = {.rank = 2, .seed = 1};
+    TH_CHECK(em_model_add_lora(m, &lc) == EM_OK, "%s: adapters added (%s)", what, em_last_error());
+    TH_CHECK(em_model_to_dtype(m, EM_BF16) == EM_ERR_STATE, "%s: a model with LoRA adapters", what);
+    TH_CHECK_ERR(EM_ERR_STATE, "merge them first", "%s: the message says what to do", what);
+    TH_CHECK(em_model_get_config(m)->dtype == EM_F32 && em_model_param(m, 0, NULL) == w0 && em_type(w0) == EM_F32,
+             "%s: a refused conversion leaves the model as it was", what);
+    TH_CHECK(em_model_merge_lora(m) == EM_OK && em_model_to_dtype(m, EM_BF16) == EM_OK,
+             "%s: after merging, the conversion runs (%s)", what, em_last_error());
+    em_model_free(m);
+    CHECK_LIVE(live, what);
+}
+
+/* a bf16 model's compiled decode step against the same step run eagerly and against the eager cached
+   forward, step by step: greedy tokens equal, logits within bf16 tolerance; and em_generate in bf16
+   (compiled = eager) follows the f32 model's greedy tokens while the f32 logits have a clear winner */
+static void check_bf16_decode(const char *name) {
+    char what[128];
+    snprintf(what, sizeof what, "%s bf16 decode", name);
+    int64_t live = em_live_tensors();
+    em_scope_t *s = em_scope_begin();
+    em_model_config cfg = preset(name, EM_F32);
+    em_model_t *m32 = em_model_new(&cfg, 6), *m = em_model_new(&cfg, 6);
+    randomize(m32, 23);
+    randomize(m, 23);
+    em_model_set_training(m32, false);
+    em_model_set_training(m, false);
+    em_model_to_dtype(m, EM_BF16);
+    const int B = 2, T = 12, P = 4;
+    const int64_t V = cfg.vocab_size;
+    int32_t ids[2 * 12];
+    rng_state = 5;
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)(next_u64() % (uint64_t)V);
+    em_tensor_t *idx = em_from_data(ids, (int64_t[]){B, T}, 2, EM_I32);
+    em_kv_cache_t *ka = em_kv_cache_new(m, B, T), *kb = em_kv_cache_new(m, B, T), *kc = em_kv_cache_new(m, B, T);
+    TH_CHECK(ka && em_type(ka->k[0]) == EM_BF16, "%s: the cache is bf16", what);
+    em_tensor_t *pre = em_contiguous(em_slice(idx, 1, 0, P, 1));
+    em_model_forward_cached(m, pre, 0, ka);
+    em_model_forward_cached(m, pre, 0, kb);
+    em_model_forward_cached(m, pre, 0, kc);
+    step_ctx ctx = {m, kb}, ctx_eager = {m, kc};
+    em_compiled_t *f = em_compile(step_fn, &ctx, &(em_compile_opts){.fullgraph = true});
+    double wce = 0, wca = 0;
+    bool ok = true, same_argmax = true, bf16_out = true;
+    for (int64_t pos = P; pos < T; pos++) {
+        em_scope_t *ls = em_scope_begin();
+        em_tensor_t *tok = em_contiguous(em_cast(em_slice(idx, 1, pos, pos + 1, 1), EM_I64)); /* (B, 1) */
+        em_tensor_t *pt = em_from_data(&pos, (int64_t[]){1}, 1, EM_I64);
+        em_tensor_t *la = em_model_forward_cached(m, tok, pos, ka), *rb[2] = {NULL, NULL}, *rc[2] = {NULL, NULL};
+        ok = ok && em_call(f, (em_tensor_t *[]){tok, pt}, 2, rb, 2) == EM_OK && emn_decode_commit(kb, rb[1], pos) == EM_OK;
+        ok = ok && step_fn(&ctx_eager, (em_tensor_t *[]){tok, pt}, 2, rc, 2) == EM_OK &&
+             emn_decode_commit(kc, rc[1], pos) == EM_OK;
+        em_tensor_t *lb = rb[0], *lc = rc[0];
+        ok = ok && la && lb && lc;
+        if (ok) {
+            la = em_select(la, 1, 0); /* (B, V) */
+            bf16_out = bf16_out && em_type(lb) == EM_BF16 && em_type(lc) == EM_BF16;
+            wce = fmax(wce, max_rel(lb, lc));
+            wca = fmax(wca, max_rel(lb, la));
+            em_tensor_t *ab = em_argmax(lb, -1, false), *ac = em_argmax(lc, -1, false);
+            for (int b = 0; b < B; b++)
+                same_argmax = same_argmax && em_item(em_select(ab, 0, b)) == em_item(em_select(ac, 0, b));
+        }
+        em_scope_end(ls);
+    }
+    TH_CHECK(ok, "%s: every step ran (%s)", what, em_last_error());
+    TH_CHECK(bf16_out, "%s: the logits are bf16", what);
+    TH_CHECK(same_argmax && wce == 0, "%s: compiled step = the same step eagerly, bit for bit (greedy tokens "
+             "equal, logits differ by %g)", what, wce);
+    TH_CHECK(wca <= 3e-2, "%s: compiled step within bf16 tolerance of the eager cached forward (%g)", what, wca);
+    em_compile_stats st = em_compiled_stats(f);
+    TH_CHECK(st.compiles == 1 && st.graph_breaks == 0 && st.eager_calls == 0, "%s: one compiled program (compiles "
+             "%d, breaks %d, eager %d)", what, st.compiles, st.graph_breaks, st.eager_calls);
+    double wk = 0, wkc = 0;
+    for (int l = 0; l < cfg.n_layer; l++) {
+        wk = fmax(wk, fmax(max_rel(kb->k[l], ka->k[l]), max_rel(kb->v[l], ka->v[l])));
+        wkc = fmax(wkc, fmax(max_rel(kb->k[l], kc->k[l]), max_rel(kb->v[l], kc->v[l])));
+    }
+    TH_CHECK(wkc == 0 && wk <= 3e-2, "%s: the committed cache equals the eager step's bit for bit and the eager "
+             "cached forward's within bf16 tolerance (%g)", what, wk);
+    em_compiled_free(f);
+    em_kv_cache_free(ka);
+    em_kv_cache_free(kb);
+    em_kv_cache_free(kc);
+
+    /* greedy generation: bf16 compiled = bf16 eager; bf16 follows f32 while f32's top two logits are
+       apart by more than bf16's error (a closer call may go either way; after a difference the
+       sequences part, so the comparison stops there) */
+    enum { N = 8 };
+    int32_t prompt[3] = {3, 17, 42}, t32[N], t16[N], t16e[N];
+    const int32_t *pp[1] = {prompt};
+    int64_t len = 3, l32, l16, l16e;
+    em_generate_opts o = {.max_new_tokens = N};
+    ok = em_generate(m32, pp, &len, 1, &o, t32, &l32, NULL) == EM_OK &&
+         em_generate(m, pp, &len, 1, &o, t16, &l16, NULL) == EM_OK;
+    o.eager = true;
+    ok = ok && em_generate(m, pp, &len, 1, &o, t16e, &l16e, NULL) == EM_OK;
+    TH_CHECK(ok, "%s: em_generate runs in bf16 (%s)", what, em_last_error());
+    TH_CHECK(ok && same_tokens(t16, t16e, N), "%s: bf16 greedy tokens, compiled = eager", what);
+    int agree = 0;
+    bool explained = true;
+    int32_t seq[3 + N];
+    memcpy(seq, prompt, sizeof prompt);
+    double *z = malloc(sizeof(double) * (size_t)V);
+    for (int i = 0; ok && i < N; i++) {
+        if (t16[i] == t32[i]) {
+            agree++;
+            seq[3 + i] = t32[i];
+            continue;
+        }
+        full_logits(m32, seq, 3 + i, z); /* the f32 margin at the first difference */
+        double top = -INFINITY, second = -INFINITY, zmax = 0;
+        for (int64_t v = 0; v < V; v++) {
+            zmax = fmax(zmax, fabs(z[v]));
+            if (z[v] > top) second = top, top = z[v];
+            else if (z[v] > second) second = z[v];
+        }
+        explained = top - second <= 0.05 * (1 + zmax);
+        break;
+    }
+    free(z);
+    TH_CHECK(ok && explained && agree >= 3, "%s: bf16 greedy follows f32's tokens (%d of %d agree; a difference "
+             "only where f32's top two logits are within bf16 tolerance)", what, agree, N);
+    em_model_free(m32);
+    em_model_free(m);
+    em_scope_end(s);
+    CHECK_LIVE(live, what);
+}
+
+/* `ember generate --dtype bf16` on a llama2.c file prints the tokens em_generate gives the model
+   converted to bf16 (greedy), and a bad --dtype is a usage error (exit 2) naming the value */
+static void test_cli_bf16(void) {
+    const char *what = "ember generate --dtype bf16";
+    const char *ember = ember_binary();
+    if (!ember) {
+        printf("  (skipped: no ember binary beside the test for %s)\n", what);
+        return;
+    }
+    int64_t live = em_live_tensors();
+    l2_config c = {48, 128, 2, 6, 2, 40, 32};
+    char path[128], tpath[128];
+    snprintf(path, sizeof path, "%s/model_bf16.bin", tmpdir);
+    snprintf(tpath, sizeof tpath, "%s/tokenizer_bf16.bin", tmpdir);
+    rng_state = 47;
+    float *data;
+    l2_weights w;
+    TH_CHECK(write_llama2c(path, c, true, &data, &w) && write_l2_tokenizer(tpath, c.vocab_size), "%s: fixture", what);
+    em_model_t *m = emn_model_import(path);
+    em_tokenizer_t *tok = em_tokenizer_load_llama2c(tpath, c.vocab_size);
+    bool ok = m && tok && em_model_to_dtype(m, EM_BF16) == EM_OK;
+    TH_CHECK(ok, "%s: model, tokenizer, conversion (%s)", what, em_last_error());
+    int32_t *pr = NULL, out[64];
+    size_t np = 0;
+    if (ok) ok = em_tokenizer_encode(tok, "hid bag", 7, true, &pr, &np) == EM_OK;
+    const int steps = 20;
+    int64_t len = (int64_t)np, ol = 0;
+    em_generate_opts o = {.max_new_tokens = steps, .stop_at_eos = true, .eos_id = 1};
+    const int32_t *pp[1] = {pr};
+    ok = ok && em_generate(m, pp, &len, 1, &o, out, &ol, NULL) == EM_OK;
+    TH_CHECK(ok, "%s: em_generate on the bf16 model (%s)", what, em_last_error());
+    char want[4096] = "", cmd[8192];
+    int32_t prev = ok ? pr[0] : 0;
+    for (int64_t i = 1; ok && i < (int64_t)np + ol; i++) { /* the prompt after BOS, then the new tokens */
+        int32_t t = i < (int64_t)np ? pr[i] : out[i - (int64_t)np];
+        if (t == 1 && i >= (int64_t)np) break; /* the stop token is not printed */
+        size_t lp;
+        const char *piece = em_tokenizer_decode_one(tok, prev, t, &lp);
+        strncat(want, piece, lp);
+        prev = t;
+    }
+    strcat(want, "\n");
+    snprintf(cmd, sizeof cmd, "'%s' generate --checkpoint '%s' --tokenizer '%s' --temperature 0 --steps %d "
+             "--prompt 'hid bag' --dtype bf16 2>/dev/null", ember, path, tpath, steps);
+    int status = -1;
+    char *got = ok ? run_capture(cmd, &status) : NULL;
+    TH_CHECK(got && status == 0 && !strcmp(got, want), "%s: prints the bf16 model's greedy tokens (exit %d)\n    got  "
+             "\"%s\"\n    want \"%s\"", what, status, got ? got : "", want);
+    free(got);
+    snprintf(cmd, sizeof cmd, "'%s' generate --checkpoint '%s' --tokenizer '%s' --dtype i32 2>&1", ember, path, tpath);
+    got = run_capture(cmd, &status);
+    TH_CHECK(got && status == 2 && strstr(got, "--dtype 'i32'") && strstr(got, "bf16"),
+             "%s: --dtype i32 is a usage error naming the value and the choices (exit %d: %s)", what, status,
+             got ? got : "");
+    free(got);
+    free(pr);
+    em_tokenizer_free(tok);
+    em_model_free(m);
+    free(data);
+    CHECK_LIVE(live, what);
+}
+
 static double t_start;
 static void lap(const char *name) {
     struct timespec ts;
@@ -958,6 +1263,15 @@ int main(void) {
     lap("test_import_gpt2");
     test_import_errors();
     lap("test_import_errors");
+    check_to_dtype("gpt2-tiny");
+    check_to_dtype("llama-tiny");
+    test_to_dtype_errors();
+    lap("to_dtype");
+    check_bf16_decode("gpt2-tiny");
+    check_bf16_decode("llama-tiny");
+    lap("bf16 decode");
+    test_cli_bf16();
+    lap("ember generate --dtype bf16");
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -1,13 +1,15 @@
 /* generate.c - `ember generate`: stream text from a model, like llama2.c's `run`.
  *
  *   ember generate --checkpoint PATH --tokenizer PATH [--prompt TEXT] [--steps N]
- *                  [--temperature T] [--top-k K] [--top-p P] [--seed S] [--eager]
+ *                  [--temperature T] [--top-k K] [--top-p P] [--seed S] [--dtype D] [--eager]
  *
  * The model comes from em_model_load (an Ember model or training checkpoint, a llama2.c .bin, a
  * Hugging Face GPT-2 safetensors file). The tokenizer is told by its path: a directory holds
  * GPT-2's encoder.json and vocab.bpe; a file named *.json is GPT-2's encoder.json with vocab.bpe
  * beside it; a file starting with "EMBERTOK" is Ember's own (BPE or char); anything else is read as
- * llama2.c's tokenizer.bin (with the model's vocab_size). The prompt is encoded with the BOS token
+ * llama2.c's tokenizer.bin (with the model's vocab_size). --dtype converts the loaded model
+ * (em_model_to_dtype, like PyTorch's model.to(dtype)): bf16 halves the bytes a decode step streams;
+ * without it the model keeps the file's dtype (f32 for llama2.c and Hugging Face files). The prompt is encoded with the BOS token
  * first (no prompt: BOS alone, as run.c starts); generation stops after --steps new tokens, at the
  * end of the context, or when the model emits the delimiter: BOS for llama2.c tokenizers (run.c
  * stops there; TinyStories separate stories with BOS), <|endoftext|> for the others.
@@ -46,6 +48,7 @@ static void usage(FILE *f) {
                "  --top-k K           sample among the K most likely tokens (default 0: off)\n"
                "  --top-p P           nucleus sampling in (0, 1) (default 0.9; 0 or 1: off)\n"
                "  --seed S            the sampling stream (default 1337)\n"
+               "  --dtype D           convert the model to f32, bf16, f16 or f64 first (default: as stored)\n"
                "  --eager             run the decode step eagerly instead of compiled\n");
 }
 
@@ -73,6 +76,20 @@ static bool parse_u64(const char *s, uint64_t *v) {
     errno = 0;
     *v = strtoull(s, &end, 10);
     return *s && *s != '-' && !*end && !errno;
+}
+
+/* a floating dtype by name (em_dtype_name's spelling, or PyTorch's) */
+static bool parse_dtype(const char *s, em_dtype *d) {
+    static const struct { const char *name; em_dtype d; } names[] = {
+        {"f32", EM_F32}, {"float32", EM_F32}, {"bf16", EM_BF16}, {"bfloat16", EM_BF16},
+        {"f16", EM_F16}, {"float16", EM_F16}, {"f64", EM_F64}, {"float64", EM_F64},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(s, names[i].name)) {
+            *d = names[i].d;
+            return true;
+        }
+    return false;
 }
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -135,7 +152,8 @@ int cmd_generate(int argc, char **argv) {
     long long steps = 256, top_k = 0;
     double temperature = 1.0, top_p = 0.9;
     uint64_t seed = 1337;
-    bool eager = false;
+    bool eager = false, convert = false;
+    em_dtype dtype = EM_F32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -162,6 +180,10 @@ int cmd_generate(int argc, char **argv) {
         } else if (!strcmp(a, "--top-p")) {
             if (!parse_double(v, &top_p) || top_p < 0 || top_p > 1)
                 return usage_error("--top-p '%s' is not a number in [0, 1]%s", v, "");
+        } else if (!strcmp(a, "--dtype")) {
+            if (!parse_dtype(v, &dtype))
+                return usage_error("--dtype '%s' is not one of f32, bf16, f16, f64%s", v, "");
+            convert = true;
         } else if (!strcmp(a, "--seed")) {
             if (!parse_u64(v, &seed)) return usage_error("--seed '%s' is not a non-negative integer%s", v, "");
         } else
@@ -176,6 +198,11 @@ int cmd_generate(int argc, char **argv) {
         return 1;
     }
     em_model_set_training(m, false);
+    if (convert && em_model_to_dtype(m, dtype) != EM_OK) {
+        fprintf(stderr, "ember generate: cannot convert the model to %s: %s\n", em_dtype_name(dtype), em_last_error());
+        em_model_free(m);
+        return 1;
+    }
     const em_model_config *c = em_model_get_config(m);
     em_tokenizer_t *tok = load_tokenizer(tok_path, c->vocab_size);
     if (!tok) {
@@ -190,9 +217,10 @@ int cmd_generate(int argc, char **argv) {
                 "together\n", em_tokenizer_vocab_size(tok), c->vocab_size);
         status = 1;
     }
-    fprintf(stderr, "model: %s, %d layers, %d heads (%d kv), C %d, V %d, context %d, %.2fM parameters; "
+    fprintf(stderr, "model: %s, %d layers, %d heads (%d kv), C %d, V %d, context %d, %.2fM parameters in %s; "
             "loaded in %.0f ms\n", c->arch == EM_ARCH_GPT2 ? "GPT-2" : "Llama", c->n_layer, c->n_head, c->n_kv_head,
-            c->n_embd, c->vocab_size, c->block_size, (double)em_model_param_count(m) / 1e6, now_ms() - t0);
+            c->n_embd, c->vocab_size, c->block_size, (double)em_model_param_count(m) / 1e6, em_dtype_name(c->dtype),
+            now_ms() - t0);
 
     int32_t bos = em_tokenizer_bos_id(tok), *ids = NULL, *out = NULL;
     if (bos < 0) bos = em_tokenizer_eos_id(tok) >= 0 ? em_tokenizer_eos_id(tok) : 0;

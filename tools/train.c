@@ -43,6 +43,7 @@ typedef struct {
     int lora;                   /* LoRA rank (0: full training) */
     double lora_alpha;
     const char *lora_targets;
+    const char *precision;      /* --precision f32|bf16 (NULL: f32, or the checkpoint's on resume) */
 } opts;
 
 typedef enum { F_STR, F_INT, F_I64, F_U64, F_DBL, F_BOOL } ftype;
@@ -87,6 +88,8 @@ static const struct flag {
     {"seed", F_U64, T(seed), "seed of the initialisation, the data order and the sample (default 1337; with "
                               "--resume only the sample's)"},
     {"eager", F_BOOL, T(eager), "run the training step eagerly (default: compiled with em_compile)"},
+    {"precision", F_STR, O(precision), "matmul precision: f32 (default) or bf16 (bf16 products, f32 accumulation "
+                                       "and master weights; kept by --resume unless given)"},
     {"val-fraction", F_DBL, O(val_fraction), "share of the tokens held out for validation (default 0.1)"},
     {"eval-every", F_INT, O(eval_every), "validation loss every N steps (default 100; 0: only at the end)"},
     {"eval-batches", F_INT, O(eval_batches), "batches per periodic validation (default 20; the final one uses all)"},
@@ -360,6 +363,11 @@ int cmd_train(int argc, char **argv) {
     bool given[N_FLAGS] = {0};
     int rc = parse(argc, argv, &o, given);
     if (rc) return rc;
+    if (o.precision && strcmp(o.precision, "f32") && strcmp(o.precision, "bf16")) {
+        fprintf(stderr, "ember train: --precision: '%s' is not f32 or bf16\n", o.precision);
+        return 2;
+    }
+    o.tc.precision = o.precision && !strcmp(o.precision, "bf16") ? EM_BF16 : EM_F32;
     uint64_t sample_seed = o.tc.seed;
     if (!given[flag_index("min-lr")]) o.tc.min_lr = o.tc.lr / 10;
     if (!given[flag_index("warmup")] && o.tc.warmup > o.tc.max_steps / 10) o.tc.warmup = o.tc.max_steps / 10;
@@ -415,12 +423,13 @@ int cmd_train(int argc, char **argv) {
             fail("resuming from the checkpoint");
             goto done;
         }
-        /* settings that may change on resume: the schedule's length, eager/compiled */
+        /* settings that may change on resume: the schedule's length, eager/compiled, the matmul precision */
         em_train_config c = *em_trainer_config(tr);
         if (given[flag_index("steps")]) c.max_steps = o.tc.max_steps;
         if (given[flag_index("eager")]) c.eager = true;
+        if (given[flag_index("precision")]) c.precision = o.tc.precision;
         if (em_trainer_set_config(tr, &c)) {
-            fail("--steps/--eager on resume");
+            fail("--steps/--eager/--precision on resume");
             goto done;
         }
         o.tc = c;
@@ -470,9 +479,10 @@ int cmd_train(int argc, char **argv) {
             mc->arch == EM_ARCH_GPT2 ? "GPT-2" : "Llama", mc->n_layer, mc->n_head, mc->n_embd, mc->vocab_size,
             mc->block_size, (long long)em_model_param_count(m));
     fprintf(stderr, "training: %lld steps of %d x %d x %d tokens, lr %g -> %g (warm-up %lld), weight decay %g, "
-            "clip %g, seed %llu, %s, %d threads\n", (long long)c->max_steps, c->accum, c->batch, c->seq_len, c->lr,
-            c->min_lr, (long long)c->warmup, c->weight_decay, c->grad_clip, (unsigned long long)c->seed,
-            c->eager ? "eager" : "compiled", em_get_num_threads());
+            "clip %g, seed %llu, %s, %s matmuls, %d threads\n", (long long)c->max_steps, c->accum, c->batch,
+            c->seq_len, c->lr, c->min_lr, (long long)c->warmup, c->weight_decay, c->grad_clip,
+            (unsigned long long)c->seed, c->eager ? "eager" : "compiled", em_dtype_name(c->precision),
+            em_get_num_threads());
 
     /* the loop */
     signal(SIGINT, on_sigint);

@@ -4,8 +4,8 @@ bench/gpt2 runs this script once per measurement, as a subprocess, with PyTorch 
 best on this machine: Debian's python3-torch on OpenMP OpenBLAS, LD_PRELOAD=libtcmalloc,
 OMP_WAIT_POLICY=PASSIVE and 2 threads (torch.set_num_threads). It can also be run by hand:
 
-    python3 bench/peers/gpt2.py train T STEPS [THREADS]    # B=4, AdamW, random tokens
-    python3 bench/peers/gpt2.py gen PROMPT NEW REPS [THREADS]
+    python3 bench/peers/gpt2.py train T STEPS [THREADS] [bf16]   # B=4, AdamW, random tokens
+    python3 bench/peers/gpt2.py gen PROMPT NEW REPS [THREADS] [bf16]
 
 It prints machine-readable "key value" lines on stdout, which bench/gpt2 parses: `step_s` (one
 per timed training step, after one warm-up step, with `step_cpu_s`, `step_sys_s` and
@@ -19,6 +19,11 @@ wte, initialisation as nanoGPT. The same choices as Ember's GPT-2: AdamW(lr 6e-4
 0.95), eps 1e-8, weight decay 0.1 on 2-D weights only), no gradient clipping, dropout 0,
 forward + backward + step + zero_grad(set_to_none) per training step. Generation is greedy with
 a preallocated KV cache: a prefill of PROMPT random tokens then NEW single-token steps.
+With "bf16" the training step's forward and loss run under torch.autocast("cpu",
+dtype=torch.bfloat16) (PyTorch's bf16 mixed precision: f32 master weights, matmuls on bf16
+operands; backward follows the autocast dtypes), the peer of Ember's EM_BF16 matmul precision.
+With "bf16" generation runs the model after model.to(torch.bfloat16) with a bf16 KV cache (every
+parameter, activation and cache entry in bf16), the peer of Ember's em_model_to_dtype(EM_BF16).
 """
 import math
 import resource
@@ -97,7 +102,7 @@ class GPT2(nn.Module):
         return logits, F.cross_entropy(logits.view(-1, V), targets.view(-1))
 
 
-def train(T, steps):
+def train(T, steps, bf16=False):
     B = 4
     torch.manual_seed(1337)
     m = GPT2()
@@ -112,7 +117,11 @@ def train(T, steps):
     for i in range(steps + 1):
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
-        _, loss = m(x, y)
+        if bf16:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                _, loss = m(x, y)
+        else:
+            _, loss = m(x, y)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -128,11 +137,16 @@ def train(T, steps):
 
 
 @torch.inference_mode()
-def gen(prompt, new, reps):
+def gen(prompt, new, reps, bf16=False):
     torch.manual_seed(1337)
     m = GPT2().eval()
+    dt = torch.float32
+    if bf16:
+        m = m.to(torch.bfloat16)
+        dt = torch.bfloat16
     HS = C // NH
-    caches = [(torch.zeros(1, NH, prompt + new, HS), torch.zeros(1, NH, prompt + new, HS)) for _ in range(L)]
+    caches = [(torch.zeros(1, NH, prompt + new, HS, dtype=dt), torch.zeros(1, NH, prompt + new, HS, dtype=dt))
+              for _ in range(L)]
     idx = torch.randint(0, V, (1, prompt))
     for r in range(reps + 1):  # rep 0 warms up
         t0 = time.perf_counter()
@@ -153,7 +167,7 @@ def gen(prompt, new, reps):
 
 def main(argv):
     if len(argv) < 3 or argv[1] not in ("train", "gen"):
-        print("error usage: gpt2.py train T STEPS [THREADS] | gen PROMPT NEW REPS [THREADS]")
+        print("error usage: gpt2.py train T STEPS [THREADS] [bf16] | gen PROMPT NEW REPS [THREADS] [bf16]")
         return 2
     nargs = 3 if argv[1] == "train" else 4
     threads = int(argv[nargs + 1]) if len(argv) > nargs + 1 else 2
@@ -166,9 +180,9 @@ def main(argv):
     except OSError:
         pass
     if argv[1] == "train":
-        train(int(argv[2]), int(argv[3]))
+        train(int(argv[2]), int(argv[3]), len(argv) > 5 and argv[5] == "bf16")
     else:
-        gen(int(argv[2]), int(argv[3]), int(argv[4]))
+        gen(int(argv[2]), int(argv[3]), int(argv[4]), len(argv) > 6 and argv[6] == "bf16")
     return 0
 
 

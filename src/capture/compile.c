@@ -51,6 +51,7 @@ typedef struct {
     int n_args;
     guard *lifted; /* one per tr.lifted */
     bool grad_mode;
+    em_dtype mm_prec; /* em_get_matmul_precision() when traced: a global mode matmul nodes record */
     bool lazy;     /* a graph break: fn runs as compiled segments (f->segs) */
     emcap_trace tr;
     int *rand_nodes; /* nodes with EMO_RANDOM, with their offsets as traced */
@@ -67,6 +68,7 @@ typedef struct {
     int8_t (*sym)[EM_MAX_DIMS]; /* per argument and dim: its symbol, -1 when the size is fixed */
     int n_sym;
     bool grad_mode;
+    em_dtype mm_prec;
     int ref;                  /* the instance traced at creation: its lifted-tensor guards hold for the family */
     emcap_template *tmpl;     /* backend "c" */
     emc_jit jit;
@@ -137,6 +139,9 @@ static bool spec_fails(const spec *s, em_tensor_t *const *in, int n_in, char *wh
     if (s->n_args != n_in) return snprintf(why, n, "number of inputs: %d -> %d", s->n_args, n_in), true;
     if (s->grad_mode != em_is_grad_enabled())
         return snprintf(why, n, "grad mode: %d -> %d", s->grad_mode, em_is_grad_enabled()), true;
+    if (s->mm_prec != em_get_matmul_precision())
+        return snprintf(why, n, "matmul precision: %s -> %s", em_dtype_name(s->mm_prec),
+                        em_dtype_name(em_get_matmul_precision())), true;
     char what[48];
     for (int i = 0; i < n_in; i++) {
         snprintf(what, sizeof what, "in[%d]", i);
@@ -246,6 +251,7 @@ static em_status trace_only(em_compiled_t *f, em_tensor_t *const *in, int n_in, 
     s->fam = -1;
     s->n_args = n_in;
     s->grad_mode = em_is_grad_enabled();
+    s->mm_prec = em_get_matmul_precision();
     s->args = calloc((size_t)n_in + 1, sizeof *s->args);
     if (!s->args) return em_seterr(EM_ERR_OOM, "em_call: out of memory");
     for (int i = 0; i < n_in; i++) guard_of(in[i], &s->args[i], false);
@@ -295,12 +301,44 @@ static em_status trace_only(em_compiled_t *f, em_tensor_t *const *in, int n_in, 
     return EM_OK;
 }
 
+/* per graph output of tr, the graph input it is the new value of (a write-back of an em_assign
+   into a lifted tensor), else -1: emc_opts.out_target, so the compiler can write such an output
+   straight into the tensor instead of into a fresh buffer copied back after the run. NULL when
+   there is none (or out of memory: then every output is simply fresh). */
+static int *wb_targets(const emcap_trace *tr) {
+    int n = tr->g->n_outputs, *t = NULL;
+    for (int k = 0; k < tr->n_wb; k++) {
+        const emcap_writeback *w = &tr->wb[k];
+        if (w->is_grad || w->value < 0 || w->value >= n) continue;
+        for (int j = 0; j < tr->n_lifted; j++) {
+            if (tr->lifted[j] != w->target) continue;
+            if (!t) {
+                if (!(t = malloc(sizeof *t * (size_t)n))) return NULL;
+                for (int o = 0; o < n; o++) t[o] = -1;
+            }
+            t[w->value] = tr->n_args + j;
+            break;
+        }
+    }
+    return t;
+}
+
+static emc_program *compile_trace(const emcap_trace *tr, bool prepare_only) {
+    int *tg = wb_targets(tr);
+    emc_opts o = {.out_target = tg};
+    emc_program *p = prepare_only ? emc_prepare_graph(tr->g, &o) : emc_compile_graph(tr->g, &o);
+    free(tg);
+    return p;
+}
+
 static void program_stats(em_compiled_t *f, const spec *s, const char *name) {
     const emc_stats *ps = emc_program_stats(s->prog);
     f->stats.kernels = ps->kernels;
     f->stats.disk_cache_hits += ps->disk_hit;
     f->stats.planned_peak_bytes = ps->planned_peak_bytes;
     f->stats.unplanned_bytes = ps->unplanned_bytes;
+    f->stats.inplace_bytes = ps->inplace_bytes;
+    f->stats.output_bytes = ps->output_bytes;
     if (s->fam < 0) {
         emb_log("code", "%s: program %s, source %s", name, ps->key, ps->source_path);
         emcap_cache_note(s->tr.g, s->prog);
@@ -313,7 +351,7 @@ static em_status trace_spec(em_compiled_t *f, em_tensor_t *const *in, int n_in, 
     emg_graph *traced;
     em_status st = trace_only(f, in, n_in, n_out, s, name, &traced);
     if (st != EM_OK || s->lazy) return st;
-    if (f->use_c && !(s->prog = emc_compile_graph(s->tr.g, NULL))) {
+    if (f->use_c && !(s->prog = compile_trace(&s->tr, false))) {
         /* the error (naming the generated file and cc's messages) stays in em_last_error() */
         emb_log("code", "%s: the C backend failed, this specialization runs in the interpreter: %s", name,
                 em_last_error());
@@ -378,6 +416,9 @@ static bool family_fails(const em_compiled_t *f, const family *F, em_tensor_t *c
     if (F->n_args != n_in) return snprintf(why, n, "number of inputs: %d -> %d", F->n_args, n_in), true;
     if (F->grad_mode != em_is_grad_enabled())
         return snprintf(why, n, "grad mode: %d -> %d", F->grad_mode, em_is_grad_enabled()), true;
+    if (F->mm_prec != em_get_matmul_precision())
+        return snprintf(why, n, "matmul precision: %s -> %s", em_dtype_name(F->mm_prec),
+                        em_dtype_name(em_get_matmul_precision())), true;
     int64_t vals[64];
     for (int k = 0; k < F->n_sym && k < 64; k++) vals[k] = -1;
     for (int i = 0; i < n_in; i++) {
@@ -421,7 +462,9 @@ static bool family_fails(const em_compiled_t *f, const family *F, em_tensor_t *c
 
 /* true when the call fails s's guards only on argument sizes (so generalising s could serve it) */
 static bool fails_only_on_sizes(const spec *s, em_tensor_t *const *in, int n_in) {
-    if (s->lazy || s->n_args != n_in || s->grad_mode != em_is_grad_enabled()) return false;
+    if (s->lazy || s->n_args != n_in || s->grad_mode != em_is_grad_enabled() ||
+        s->mm_prec != em_get_matmul_precision())
+        return false;
     for (int i = 0; i < n_in; i++) {
         const guard *g = &s->args[i];
         const em_tensor_t *t = in[i];
@@ -454,7 +497,7 @@ static char *probe_source(em_compiled_t *f, const family *F, em_tensor_t *const 
     emcap_trace tr;
     if (ok && emcap_trace_fn(f->fn, f->ctx, args, n_in, n_out, true, &tr) == EM_OK) {
         if (!tr.has_break && optimize(tr.g) == EM_OK) {
-            emc_program *p = emc_prepare_graph(tr.g);
+            emc_program *p = compile_trace(&tr, true);
             if (p && emc_program_source(p)) src = strdup(emc_program_source(p));
             emc_program_free(p);
         }
@@ -486,7 +529,7 @@ static int make_instance(em_compiled_t *f, int fam, em_tensor_t *const *in, int 
         return 0;
     }
     if (F->tmpl) {
-        emc_program *p = emc_prepare_graph(s->tr.g);
+        emc_program *p = compile_trace(&s->tr, true);
         int ns = emcap_template_ns(F->tmpl), nf = emcap_template_nf(F->tmpl);
         int64_t *sv = calloc((size_t)ns + 1, sizeof *sv);
         double *fv = calloc((size_t)nf + 1, sizeof *fv);
@@ -600,6 +643,7 @@ static int make_family(em_compiled_t *f, int base, em_tensor_t *const *in, int n
     F->sym = sym;
     F->n_sym = n_sym;
     F->grad_mode = em_is_grad_enabled();
+    F->mm_prec = em_get_matmul_precision();
     F->ref = f->n_specs;
     for (int i = 0; i < n_in; i++) guard_of(in[i], &args[i], false);
     emb_log("recompiles", "f%d: dynamic shapes: %s; f%d-dyn%d generalises over them", f->id, why, f->id, k);
@@ -627,7 +671,7 @@ static int make_family(em_compiled_t *f, int base, em_tensor_t *const *in, int n
         goto fail;
     }
     if (f->use_c) {
-        emc_program *p = emc_prepare_graph(s->tr.g);
+        emc_program *p = compile_trace(&s->tr, true);
         if (!p) {
             snprintf(reason, sizeof reason, "code generation failed: %.300s", em_last_error());
             goto fail;
@@ -712,7 +756,7 @@ static em_status apply_writebacks(const emcap_trace *tr, em_tensor_t **res) {
         const emcap_writeback *w = &tr->wb[k];
         em_tensor_t *t = w->target, *v = w->value >= 0 ? res[w->value] : NULL;
         if (!w->is_grad) {
-            emt_copy(t, v);
+            if (v != t) emt_copy(t, v); /* v == t: the program wrote t in place (emc_run) */
             t->storage->version++;
         } else if (!v) {
             em_release(t->grad);

@@ -30,6 +30,11 @@ typedef struct emc_program emc_program;
 typedef struct {
     const char *cache_dir; /* NULL: $EMBER_CACHE_DIR, else $XDG_CACHE_HOME/ember, else ~/.cache/ember */
     const char *cc;        /* NULL: $EMBER_CC, else $CC, else "cc" */
+    /* NULL, or one entry per graph output: the graph input that output is the new value of (the
+       write-back target of a functionalized em_assign), else -1. Such an output is computed
+       straight into that input's buffer when the plan allows it (memplan.c: "in-place outputs"),
+       and emc_run then hands back the input tensor itself as that output, already overwritten. */
+    const int *out_target;
 } emc_opts;
 
 typedef struct {
@@ -41,6 +46,8 @@ typedef struct {
     bool disk_hit;              /* the shared object came from the disk cache */
     int64_t planned_peak_bytes; /* the arena: intermediates after reuse */
     int64_t unplanned_bytes;    /* the same buffers without reuse */
+    int64_t inplace_bytes;      /* outputs computed straight into their write-back targets */
+    int64_t output_bytes;       /* outputs allocated afresh by each run (inputs, constants, in-place not counted) */
     char key[65];               /* content hash (hex) naming <key>.c and <key>.so */
     char source_path[1024];     /* the generated C file */
 } emc_stats;
@@ -50,7 +57,10 @@ typedef struct {
 emc_program *emc_compile_graph(const emg_graph *g, const emc_opts *opts);
 /* Runs the program: inputs in the graph's input order (any strides: non-contiguous ones are
    copied first); outputs[k] get new contiguous tensors owned by the current scope (outputs that
-   are graph inputs or constants are new references to them, as emg_run gives). Not reentrant:
+   are graph inputs or constants are new references to them, as emg_run gives). An in-place
+   output (emc_opts.out_target, kept by the plan) is written into its target input's storage and
+   handed back as a new reference to that input, when the input is contiguous and shares its
+   storage with no other input; otherwise it gets a fresh tensor like any output. Not reentrant:
    one program runs on one thread at a time (it owns one arena). */
 em_status emc_run(emc_program *p, em_tensor_t *const *inputs, int n_inputs, em_tensor_t **outputs);
 /* Random nodes draw from (seed, offset + shift) where offset is what the node had at compile
@@ -61,7 +71,7 @@ const emc_stats *emc_program_stats(const emc_program *p);
 const char *emc_program_source(const emc_program *p); /* the generated C */
 
 /* the table the generated code calls back into (keep in step with the copy codegen.c prints) */
-#define EMC_RT_ABI 1
+#define EMC_RT_ABI 3
 struct ember_rt {
     int abi, nthreads;
     void (*sgemm)(int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa, int64_t csa, const float *B,
@@ -71,6 +81,12 @@ struct ember_rt {
     int (*fallback)(void *ctx, int k, void **in, void **out); /* runs fallback k; 0 on success */
     void *ctx;
     const uint64_t *rng_seed, *rng_off; /* per random slot */
+    double *prof; /* per kernel: seconds, added to by profiled programs (EMBER_LOG=profile), else NULL */
+    /* emk_gemm (src/ops/gemm.h) with its enums as ints: ta/tb/tc 0 f32, 1 bf16; mode 0 exact, 1 bf16
+       products. What f32 matmuls under bf16 precision and matmuls of bf16 tensors call. */
+    void (*gemm)(int64_t M, int64_t N, int64_t K, const void *A, int ta, int64_t rsa, int64_t csa, const void *B,
+                 int tb, int64_t rsb, int64_t csb, void *C, int tc, int64_t rsc, int64_t csc, int accumulate,
+                 int mode, int parallel);
 };
 typedef int (*emc_entry_fn)(void **inputs, void **outputs, char *arena, const struct ember_rt *rt);
 
@@ -86,7 +102,7 @@ struct ember_rt_dyn {
     const int64_t *s; /* integer parameters */
     const double *f;  /* floating-point parameters */
 };
-emc_program *emc_prepare_graph(const emg_graph *g);
+emc_program *emc_prepare_graph(const emg_graph *g, const emc_opts *opts); /* opts: out_target only */
 emc_program *emc_program_bind(emc_program *p, emc_entry_fn entry, const int64_t *s, int ns, const double *f, int nf);
 
 /* ---- loop IR expressions (loopir.c) ------------------------------------------------------------ */
@@ -317,7 +333,9 @@ typedef struct {
     int n_fallback;
     emc_buf *buf;       /* per value */
     int *out_first;     /* per graph output: the first output slot holding the same value */
-    int64_t arena_bytes, unplanned_bytes;
+    int *inplace;       /* per graph output: the graph input it is computed into (its write-back
+                           target, emc_opts.out_target, kept where the plan allows), else -1 */
+    int64_t arena_bytes, unplanned_bytes, inplace_bytes, output_bytes;
 } emc_ctx;
 
 em_status emc_lower(emc_ctx *c);
@@ -347,5 +365,18 @@ void emc_jit_unload(emc_jit *j);
    command), the flags, the CPU; and the cache directory into dir. false when it has no name. */
 #define EMC_KEY_PARTS 4
 bool emc_jit_key_parts(const char *src, const emc_opts *opts, char parts[EMC_KEY_PARTS][17], char *dir, size_t n);
+
+/* per-kernel profile (profile.c; EMBER_LOG=profile, docs/troubleshooting.md). When the channel is
+   on, codegen prints a clock read after every kernel call into ember_run, adding to rt->prof[k];
+   emc_prof_new (NULL when the channel is off) owns those slots and what each kernel is; the table
+   is printed by emc_prof_free, at exit for programs never freed, and every EMBER_PROFILE_EVERY
+   calls. */
+typedef struct emc_prof emc_prof;
+bool emc_profile_on(void);
+emc_prof *emc_prof_new(const emc_ctx *c, const char *key, const char *source_path);
+double *emc_prof_slots(emc_prof *p);   /* rt->prof; NULL for NULL */
+void emc_prof_ran(emc_prof *p);        /* one more call of the program */
+void emc_prof_print(emc_prof *p, const char *when); /* nothing when no call came since the last table */
+void emc_prof_free(emc_prof *p);       /* prints the table (when the program ran), then frees */
 
 #endif

@@ -17,9 +17,9 @@
  *   - a reduction (sum, prod, amax, amin, max_dim, min_dim, argmax, argmin) or a scan (cumsum):
  *     the input element over the input's dims X, the reduced dims, the accumulator type (double
  *     for float sums and products, like reduce.c);
- *   - a matmul (extern template: emk_sgemm / emk_dgemm on strided operands);
+ *   - a matmul (extern template: emk_sgemm / emk_dgemm / emk_gemm (bf16) on strided operands);
  *   - a fallback: the eager kernel called through the runtime table, for the ops not generated
- *     (scatter_add, integer and half matmuls, 0-dim corner cases). Every op keeps working.
+ *     (scatter_add, integer and f16 matmuls, 0-dim corner cases). Every op keeps working.
  * The scheduler decides afterwards which values get buffers and which are inlined.
  */
 #include "compiler.h"
@@ -183,6 +183,16 @@ static int lower_elementwise(lctx *L, const emg_node *n, const emo_meta *om, boo
     case EMO_cast: return emc_cast(p, ld(L, u, V), D);
     case EMO_full: return emc_const_of(p, D, a->f[0]);
     case EMO_arange: {
+        /* integer arange with integer start and step (the one-hot of a cross-entropy backward):
+           the index itself, in i64, when every value is exact in double and fits the dtype, which
+           is what eager's start + i * step in double gives; a loop then compares integers instead
+           of converting each index to double and back */
+        double s0 = a->f[0], st = a->f[2], last = s0 + st * (double)((nd == 1 ? om->shape[0] : 1) - 1);
+        double lo = s0 < last ? s0 : last, hi = s0 < last ? last : s0;
+        if ((D == EM_I64 || D == EM_I32) && s0 == floor(s0) && st == floor(st) && lo >= -9e15 && hi <= 9e15 &&
+            (D == EM_I64 || (lo >= -2147483648.0 && hi <= 2147483647.0)))
+            return emc_cast(p, emc_ix_addc(p, emc_ix_mul(p, nd == 1 ? V[0] : emc_const_i(p, EMC_I64, 0), (int64_t)st),
+                                           (int64_t)s0), D);
         int i = emc_conv(p, nd == 1 ? V[0] : emc_const_i(p, EMC_I64, 0), EMC_F64);
         int step = emc_bin(p, EMO_mul, i, emc_const_f(p, EMC_F64, a->f[2]));
         int x = emc_bin(p, EMO_add, emc_const_f(p, EMC_F64, a->f[0]), step);
@@ -274,7 +284,7 @@ static bool generated(const lctx *L, const emg_node *n) {
     const emo_meta *m0 = n->n_in > 0 ? meta(L, n->in[0]) : NULL;
     switch (n->op) {
     case EMO_scatter_add: return false;
-    case EMO_matmul: return m0->dtype == EM_F32 || m0->dtype == EM_F64;
+    case EMO_matmul: return m0->dtype == EM_F32 || m0->dtype == EM_F64 || m0->dtype == EM_BF16;
     case EMO_max_dim: case EMO_min_dim: case EMO_argmax: case EMO_argmin: case EMO_cumsum: return m0->ndim > 0;
     case EMO_gather: return m0->ndim > 0 && meta(L, n->in[1])->ndim == m0->ndim;
     case EMO_index_select: return m0->ndim > 0;

@@ -7,7 +7,8 @@
  * themselves): copy the graph, decompose composites, merge the repeats decompositions make
  * (emg_cse) and renumber (emg_dce), lower, schedule, plan memory, generate C, compile and load
  * it (jit.c). emc_run is the host half of the program:
- * it makes inputs contiguous, allocates the outputs (the graph's output metadata), fills the
+ * it makes inputs contiguous, allocates the outputs (the graph's output metadata; an in-place
+ * output, memplan.c, is written into its target input instead when the call allows), fills the
  * runtime table (GEMM kernels, thread count, the Philox state of every random node, the
  * fallback callback that runs an eager kernel on arena buffers) and calls ember_run. The arena
  * is allocated once, at compile time, so calls allocate nothing but their outputs.
@@ -32,6 +33,8 @@ struct emc_program {
     bool dyn;
     int64_t *dyn_s;
     double *dyn_f;
+    bool mem_logged; /* EMBER_LOG=memory: the first run's outputs were logged */
+    emc_prof *prof; /* EMBER_LOG=profile: per-kernel times (backend/cpu/profile.c), else NULL */
 };
 
 static double now_ms(void) {
@@ -53,12 +56,14 @@ void emc_ctx_free(emc_ctx *c) {
     free(c->fallback_node);
     free(c->buf);
     free(c->out_first);
+    free(c->inplace);
     emg_free(c->g);
     memset(c, 0, sizeof *c);
 }
 
 void emc_program_free(emc_program *p) {
     if (!p) return;
+    emc_prof_free(p->prof); /* prints the profile table, when there is one */
     emc_jit_unload(&p->jit);
     for (int i = 0; p->consts && i < p->c.g->n_consts; i++) em_release(p->consts[i]);
     free(p->consts);
@@ -73,9 +78,13 @@ void emc_program_free(emc_program *p) {
 }
 
 /* the stages up to the source text */
-static em_status build(emc_program *p, const emg_graph *g) {
+static em_status build(emc_program *p, const emg_graph *g, const emc_opts *opts) {
     emc_ctx *c = &p->c;
     if (!(c->g = emg_clone(g))) return em_last_status();
+    /* the write-back targets the caller offers (emc_plan_memory keeps those it can honour) */
+    if (!(c->inplace = malloc(sizeof *c->inplace * ((size_t)g->n_outputs + 1))))
+        return em_seterr(EM_ERR_OOM, "compiler: out of memory");
+    for (int o = 0; o < g->n_outputs; o++) c->inplace[o] = opts && opts->out_target ? opts->out_target[o] : -1;
     /* decompositions repeat work (three cross-entropies each take the max of the same logits):
        CSE merges it before lowering */
     if (emg_decompose(c->g) < 0 || emg_cse(c->g) < 0 || emg_dce(c->g) < 0) return em_last_status();
@@ -99,17 +108,17 @@ emc_program *emc_compile_graph(const emg_graph *g, const emc_opts *opts) {
     emc_program *p = calloc(1, sizeof *p);
     if (!p) return em_seterr_null(EM_ERR_OOM, "emc_compile_graph: out of memory");
     emc_pool_init(&p->c.pool);
-    em_status st = build(p, g);
+    em_status st = build(p, g, opts);
     if (st == EM_OK) st = emc_jit_load(p->src, opts, &p->jit);
     return finish(p, st, t0);
 }
 
-emc_program *emc_prepare_graph(const emg_graph *g) {
+emc_program *emc_prepare_graph(const emg_graph *g, const emc_opts *opts) {
     if (!g) return em_seterr_null(EM_ERR_ARG, "emc_prepare_graph: graph is NULL");
     emc_program *p = calloc(1, sizeof *p);
     if (!p) return em_seterr_null(EM_ERR_OOM, "emc_prepare_graph: out of memory");
     emc_pool_init(&p->c.pool);
-    if (build(p, g) != EM_OK) {
+    if (build(p, g, opts) != EM_OK) {
         emc_program_free(p);
         return NULL;
     }
@@ -170,9 +179,12 @@ static emc_program *finish(emc_program *p, em_status st, double t0) {
     s->disk_hit = p->jit.disk_hit;
     s->planned_peak_bytes = c->arena_bytes;
     s->unplanned_bytes = c->unplanned_bytes;
+    s->inplace_bytes = c->inplace_bytes;
+    s->output_bytes = c->output_bytes;
     snprintf(s->key, sizeof s->key, "%s", p->jit.key);
     snprintf(s->source_path, sizeof s->source_path, "%s", p->jit.source_path);
     s->compile_ms = now_ms() - t0;
+    p->prof = emc_prof_new(c, s->key, s->source_path); /* NULL unless EMBER_LOG=profile */
     if (emb_log_on("code")) {
         static const char *kind[] = {"pointwise", "reduce", "matmul", "scan", "fallback"};
         char line[1500];
@@ -200,7 +212,39 @@ void emc_program_set_rng(emc_program *p, uint64_t seed, uint64_t shift) {
 }
 
 /* ---- running ------------------------------------------------------------------------------------ */
-/* rt->fallback: node k's eager kernel on contiguous buffers (copied in and out) */
+/* an in-place output may go into inputs[i] when the program reads inputs[i] itself (contiguous:
+   not a copy) and no other input shares its storage (another input's old values must survive) */
+static bool inplace_ok(em_tensor_t *const *inputs, em_tensor_t *const *held, int n, int i) {
+    if (held[i] != inputs[i]) return false;
+    for (int j = 0; j < n; j++)
+        if (j != i && inputs[j]->storage == inputs[i]->storage) return false;
+    return true;
+}
+
+/* rt->gemm: emk_gemm with its enums passed as ints (the generated code declares no Ember types) */
+static void rt_gemm(int64_t M, int64_t N, int64_t K, const void *A, int ta, int64_t rsa, int64_t csa, const void *B,
+                    int tb, int64_t rsb, int64_t csb, void *C, int tc, int64_t rsc, int64_t csc, int accumulate,
+                    int mode, int parallel) {
+    emk_gemm(M, N, K, A, (emk_type)ta, rsa, csa, B, (emk_type)tb, rsb, csb, C, (emk_type)tc, rsc, csc, accumulate,
+             (emk_mm_mode)mode, parallel);
+}
+
+/* a contiguous tensor of type m over memory the program owns (an arena or input buffer), for the
+   length of one fallback call: an empty tensor whose storage points at data until run_fallback
+   puts *saved back (before anything can free it); nbytes is the borrowed size meanwhile */
+static em_tensor_t *borrow(const emo_meta *m, void *data, void **saved) {
+    em_tensor_t *t = emt_new(m->dtype, (int64_t[]){0}, 1);
+    if (!t) return NULL;
+    *saved = t->storage->data;
+    t->storage->data = data;
+    t->storage->nbytes = (size_t)(emt_numel_shape(m->shape, m->ndim) * (int64_t)emt_esize(m->dtype));
+    t->ndim = m->ndim;
+    for (int d = 0; d < m->ndim; d++) t->shape[d] = m->shape[d];
+    emt_contig_strides(m->shape, m->ndim, t->strides);
+    return t;
+}
+
+/* rt->fallback: node k's eager kernel on contiguous buffers (inputs borrowed, outputs copied out) */
 static int run_fallback(void *ctx, int k, void **in, void **out) {
     const emc_program *p = ctx;
     const emg_graph *g = p->c.g;
@@ -208,15 +252,33 @@ static int run_fallback(void *ctx, int k, void **in, void **out) {
     em_scope_t *s = em_scope_begin();
     if (!s) return 1;
     em_no_grad_begin();
-    em_tensor_t *small[8], **ins = n->n_in <= 8 ? small : calloc((size_t)n->n_in, sizeof *ins);
+    em_tensor_t *small[8] = {0}, **ins = n->n_in <= 8 ? small : calloc((size_t)n->n_in, sizeof *ins);
     em_tensor_t *outs[EMO_MAX_OUT] = {0};
+    void *saved_small[8], **saved = n->n_in <= 8 ? saved_small : calloc((size_t)n->n_in, sizeof *saved);
     int got = -1;
-    bool ok = ins != NULL;
+    bool ok = ins != NULL && saved != NULL;
+    /* the inputs are borrowed, not copied (an embedding backward's scatter_add reads a
+       vocabulary-sized buffer: a copy would be 150 MB more at the step's peak), unless an output
+       of this call overlaps an input (an in-place output, memplan.c): then copies, read first */
+    bool copy = false;
+    for (int i = 0; i < n->n_in; i++) {
+        const emo_meta *mi = &g->vals[n->in[i]].meta;
+        const char *a = in[i], *ae = a + emt_numel_shape(mi->shape, mi->ndim) * (int64_t)emt_esize(mi->dtype);
+        for (int j = 0; j < n->n_out; j++) {
+            const emo_meta *mo = &g->vals[n->out0 + j].meta;
+            const char *b = out[j], *be = b + emt_numel_shape(mo->shape, mo->ndim) * (int64_t)emt_esize(mo->dtype);
+            if (a < be && b < ae) copy = true;
+        }
+    }
     for (int i = 0; ok && i < n->n_in; i++) {
         const emo_meta *m = &g->vals[n->in[i]].meta;
-        ins[i] = emt_own(emt_new(m->dtype, m->shape, m->ndim));
-        if (!ins[i]) ok = false;
-        else memcpy(emt_data(ins[i]), in[i], (size_t)emt_numel(ins[i]) * emt_esize(m->dtype));
+        if (copy) {
+            ins[i] = emt_own(emt_new(m->dtype, m->shape, m->ndim));
+            if (!ins[i]) ok = false;
+            else memcpy(emt_data(ins[i]), in[i], (size_t)emt_numel(ins[i]) * emt_esize(m->dtype));
+        } else if (!(ins[i] = emt_own(borrow(m, in[i], &saved[i])))) {
+            ok = false;
+        }
     }
     if (ok) got = emo_call(n->op, ins, n->n_in, &n->attrs, outs, EMO_MAX_OUT);
     for (int j = 0; ok && got == n->n_out && j < n->n_out; j++) {
@@ -226,7 +288,12 @@ static int run_fallback(void *ctx, int k, void **in, void **out) {
         else memcpy(out[j], emt_data(cont), (size_t)emt_numel(cont) * emt_esize(m->dtype));
     }
     em_no_grad_end();
+    for (int i = 0; !copy && ins && saved && i < n->n_in && ins[i]; i++) { /* give the borrowed memory back */
+        ins[i]->storage->data = saved[i];
+        ins[i]->storage->nbytes = 0;
+    }
     if (ins != small) free(ins);
+    if (saved != saved_small) free(saved);
     if (ok && got != n->n_out) {
         char msg[800];
         snprintf(msg, sizeof msg, "%s", em_last_error());
@@ -277,18 +344,36 @@ em_status emc_run(emc_program *p, em_tensor_t *const *inputs, int n_inputs, em_t
         else in_ptr[i] = emt_data(held[i]);
     }
     for (int i = 0; st == EM_OK && i < g->n_consts; i++) in_ptr[g->n_inputs + i] = emt_data(p->consts[i]);
+    int64_t n_inplace = 0, n_fresh = 0;
     for (int o = 0; st == EM_OK && o < g->n_outputs; o++) {
         int v = g->outputs[o];
         const emc_buf *b = &p->c.buf[v];
         if (b->kind != EMC_B_OUTPUT || p->c.out_first[o] != o) continue;
         const emo_meta *m = &g->vals[v].meta;
-        if (!(fresh[o] = emt_new(m->dtype, m->shape, m->ndim))) st = em_last_status();
-        else out_ptr[o] = emt_data(fresh[o]);
+        int i = p->c.inplace[o];
+        if (i >= 0 && inplace_ok(inputs, held, g->n_inputs, i)) { /* written into inputs[i] itself */
+            fresh[o] = em_retain(inputs[i]);
+            out_ptr[o] = in_ptr[i];
+            n_inplace += b->bytes;
+        } else if (!(fresh[o] = emt_new(m->dtype, m->shape, m->ndim))) {
+            st = em_last_status();
+        } else {
+            out_ptr[o] = emt_data(fresh[o]);
+            n_fresh += b->bytes;
+        }
+    }
+    if (st == EM_OK && !p->mem_logged && emb_log_on("memory")) {
+        p->mem_logged = true;
+        emb_log("memory", "%s: run: arena %.1f MiB; outputs: %.1f MiB written in place into their write-back "
+                "targets, %.1f MiB fresh", p->stats.key, (double)p->c.arena_bytes / 1048576.0,
+                (double)n_inplace / 1048576.0, (double)n_fresh / 1048576.0);
     }
     if (st == EM_OK) {
-        struct ember_rt rt = {EMC_RT_ABI, emb_num_threads(), emk_sgemm, emk_dgemm, run_fallback, p, p->rng_seed, p->rng_off};
+        struct ember_rt rt = {EMC_RT_ABI, emb_num_threads(), emk_sgemm, emk_dgemm, run_fallback, p, p->rng_seed, p->rng_off,
+                              emc_prof_slots(p->prof), rt_gemm};
         struct ember_rt_dyn drt = {rt, p->dyn_s, p->dyn_f};
         int r = p->jit.entry(in_ptr, out_ptr, p->arena, p->dyn ? &drt.rt : &rt);
+        if (r == 0) emc_prof_ran(p->prof);
         if (r == 1)
             st = em_seterr(EM_ERR_INDEX, "compiled program: an index read from data (gather, index_select, embedding, "
                            "cross_entropy targets) is out of range; run the function eagerly to see which");

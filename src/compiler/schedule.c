@@ -455,6 +455,47 @@ static void slot_phases(const emc_kernel *k, int *sp) {
     }
 }
 
+/* Horizontal fusion only over shared data: a value joins a pointwise or matmul kernel as a store
+   only when it reads a buffer (of more than one element) that the kernel's members read, or the
+   kernel's product. Loops over unrelated data gain nothing from sharing one loop (no load is
+   saved) and lose: each stream they add competes for the same cache sets and prefetchers. The
+   AdamW updates of twelve 768x768 weights, appended to a weight-gradient GEMM's epilogue (84
+   streams), ran at 3.5 GB/s where one update per loop runs at 30 (EMBER_LOG=profile). */
+typedef struct {
+    const emc_ctx *c;
+    unsigned char *mark;
+    bool hit;
+    int pass;
+} share_ctx;
+
+static void share_fn(void *vctx, int u, int node) {
+    (void)node;
+    share_ctx *s = vctx;
+    const emo_meta *m = meta(s->c, u);
+    if (emt_numel_shape(m->shape, m->ndim) < 2) return; /* scalars (AdamW's step factors) don't count */
+    if (s->pass == 0) s->mark[u] = 1;
+    else if (s->mark[u]) s->hit = true;
+}
+
+static bool shares_data(const emc_ctx *c, const emc_kernel *k, int e) {
+    unsigned char *mark = calloc((size_t)c->g->n_vals + 1, 1);
+    if (!mark) return true; /* (then fuse as before) */
+    share_ctx sc = {c, mark, false, 0};
+    each_load(&c->pool, e, share_fn, &sc);
+    sc.pass = 1;
+    if (k->kind == EMC_K_MATMUL) {
+        if (k->mm_value >= 0 && mark[k->mm_value]) sc.hit = true;
+        if (k->C.value >= 0 && mark[k->C.value]) sc.hit = true;
+    }
+    for (int i = 0; i < k->n_m && !sc.hit; i++) {
+        const emc_member *m = &k->m[i];
+        if (mark[m->value] || (m->value2 >= 0 && mark[m->value2])) sc.hit = true;
+        if (m->expr >= 0) each_load(&c->pool, m->expr, share_fn, &sc);
+    }
+    free(mark);
+    return sc.hit;
+}
+
 /* tries to add root value v to kernel kj in role; true when it joined */
 static bool try_join(sctx *s, int kj, int v, emc_role role, bool *err) {
     emc_ctx *c = s->c;
@@ -486,6 +527,14 @@ static bool try_join(sctx *s, int kj, int v, emc_role role, bool *err) {
         else if (emb_log_on("fusion")) {
             char nb[96];
             emb_log("fusion", "%s cannot join kernel %d: %s", vname(nb, sizeof nb, c, v), kj, r.why);
+        }
+        return false;
+    }
+    if (role == EMC_M_STORE && (k->kind == EMC_K_POINTWISE || k->kind == EMC_K_MATMUL) && k->n_m > 0 &&
+        !shares_data(c, k, e)) {
+        if (emb_log_on("fusion")) {
+            char nb[96];
+            emb_log("fusion", "%s does not join kernel %d: shares no data with it", vname(nb, sizeof nb, c, v), kj);
         }
         return false;
     }
@@ -618,6 +667,15 @@ static int first_kernel(emc_ctx *c, int e) {
     return d.min_k;
 }
 
+/* EMBER_NO_EPILOGUE_FUSION=1 (any value but "" and "0"): matmul kernels take no epilogue, so a
+   bias, activation or residual after a GEMM is a pointwise kernel of its own that reads the
+   product back from memory (for measuring what epilogue fusion saves: bench/compile). Read at
+   every compile; the generated source differs, so the disk cache keeps both versions apart. */
+static bool no_epilogue_fusion(void) {
+    const char *e = getenv("EMBER_NO_EPILOGUE_FUSION");
+    return e && e[0] && strcmp(e, "0") != 0;
+}
+
 static em_status place_root(sctx *s, int v) {
     emc_ctx *c = s->c;
     const emc_lval *lv = &c->lv[v];
@@ -637,6 +695,8 @@ static em_status place_root(sctx *s, int v) {
             if (all && !lv->with_values && lv->rk <= EMC_R_MIN) roles[nr++] = EMC_M_OUTER;
         } else if (k->n_m >= MAX_MEMBERS) {
             continue; /* keep kernels (and their parameter lists) a readable size */
+        } else if (k->kind == EMC_K_MATMUL && no_epilogue_fusion()) {
+            continue; /* EMBER_NO_EPILOGUE_FUSION: the epilogue gets a pointwise kernel of its own */
         } else if (k->kind == EMC_K_POINTWISE || k->kind == EMC_K_MATMUL) {
             roles[nr++] = EMC_M_STORE;
         } else if (k->kind == EMC_K_REDUCE) {

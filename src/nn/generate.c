@@ -10,10 +10,12 @@
  *             keeps its shape; their logits are ignored.
  * The decode step is emn_decode_step (kv_cache.c) behind em_compile with fullgraph: its inputs
  * are idx (B, 1) and pos (1), both i64 and of fixed shape, so every step after the first is a
- * cache hit of one compiled program; with opts.eager it is em_model_forward_cached at a C
- * position instead. Both write the same cache, so the eager prefill and the compiled steps share
- * it. Sampling runs on the host in double over the logits copied out (em_to_data), with its own
- * Philox stream (emt_philox, keyed by the seed), never the global generator.
+ * cache hit of one compiled program; it reads the cache and returns the position's keys and
+ * values, which emn_decode_commit writes into the cache after the call (one row per layer). With
+ * opts.eager it is em_model_forward_cached at a C position instead. Both fill the same cache, so
+ * the eager prefill and the compiled steps share it. Sampling runs on the host in double over the
+ * logits (any float dtype: bf16 logits are widened once, (B, V) per step) copied out (em_to_data),
+ * with its own Philox stream (emt_philox, keyed by the seed), never the global generator.
  * The cache holds max(lengths) + max_new_tokens - 1 positions: the last token sampled is never
  * fed, so a row needs exactly that many.
  */
@@ -100,7 +102,7 @@ static em_status decode_fn(void *ctx, em_tensor_t *const *in, int n_in, em_tenso
     step_ctx *s = ctx;
     (void)n_in;
     (void)n_out;
-    out[0] = emn_decode_step(s->m, in[0], in[1], s->cache); /* (B, V) */
+    out[0] = emn_decode_step(s->m, in[0], in[1], s->cache, &out[1]); /* (B, V), (2, L, B, NKV, 1, HS) */
     return out[0] ? EM_OK : em_last_status();
 }
 
@@ -228,7 +230,10 @@ em_status em_generate(em_model_t *m, const int32_t *const *prompts, const int64_
             st = em_last_status();
         } else if (f) {
             em_tensor_t *pt = em_from_data(&pos, (int64_t[]){1}, 1, EM_I64);   /* (1) */
-            st = pt ? em_call(f, (em_tensor_t *[]){idx, pt}, 2, &logits, 1) : em_last_status();
+            em_tensor_t *res[2] = {NULL, NULL};                                  /* logits, kv_new */
+            st = pt ? em_call(f, (em_tensor_t *[]){idx, pt}, 2, res, 2) : em_last_status();
+            if (st == EM_OK) st = emn_decode_commit(cache, res[1], pos);
+            logits = res[0];
         } else {
             logits = em_model_forward_cached(m, idx, pos, cache);             /* (B, 1, V) */
             st = logits ? EM_OK : em_last_status();

@@ -53,7 +53,8 @@ struct em_model {
 struct em_kv_cache {
     em_model_t *m;
     int batch, max_T, n_layer;
-    em_tensor_t **k, **v; /* per layer (B, NKV, max_T, HS), owned */
+    em_tensor_t *all;     /* (2, L, B, NKV, max_T, HS): keys, then values, of every layer; owned */
+    em_tensor_t **k, **v; /* per layer (B, NKV, max_T, HS), views of all; owned */
 };
 
 /* ---- modules.c ------------------------------------------------------------------------------ */
@@ -117,9 +118,15 @@ em_model_t *emn_model_from_state_dict(const em_state_dict_t *sd, const char *wha
 
 /* ---- kv_cache.c ----------------------------------------------------------------------------- */
 /* the decode step that compiles once: idx (B, 1) ids (B = the cache's batch) at the position held
-   by pos, a (1) i64 tensor; writes each block's key and value at pos (a where-blend over the whole
-   cache, em_assign'ed) and attends over 0 ..= pos. Returns logits (B, V); runs under no-grad */
-em_tensor_t *emn_decode_step(em_model_t *m, em_tensor_t *idx, em_tensor_t *pos, em_kv_cache_t *cache);
+   by pos, a (1) i64 tensor. Reads the cache (positions 0 .. pos-1; the rest is masked) and never
+   writes it: each block attends over the cached keys plus its own new key and value. Returns
+   logits (B, V) and sets *kv_new to this position's keys and values of every layer,
+   (2, L, B, NKV, 1, HS), for emn_decode_commit. Runs under no-grad */
+em_tensor_t *emn_decode_step(em_model_t *m, em_tensor_t *idx, em_tensor_t *pos, em_kv_cache_t *cache,
+                             em_tensor_t **kv_new);
+/* writes emn_decode_step's kv_new into the cache at position pos: one eager em_assign of one row
+   per layer, after the (compiled) step */
+em_status emn_decode_commit(em_kv_cache_t *cache, em_tensor_t *kv_new, int64_t pos);
 /* em_model_forward_cached of idx (B, T) at pos, but returning only the last position's logits (B, V)
    (the lm_head skips the other rows; equal to em_model_forward_cached's last row bit for bit);
    generation's prefill. Runs under no-grad */

@@ -15,6 +15,10 @@
  * state tensors as "optimizer.<state name>", and the run's state and settings as "ember.train.*"
  * (step, data position, the optimizer's step count, the global RNG's seed and offset, a hash of
  * the dataset, every field of em_train_config) plus the caller's own keys ("ember.user.*").
+ * cfg.precision is the matmul precision of the step and of validation (em_set_matmul_precision):
+ * the trainer sets it around each em_trainer_step / em_trainer_eval and puts the caller's setting
+ * back after, so a bf16 run leaves the process-wide setting as it found it; checkpoints record it
+ * as "ember.train.precision" ("f32" or "bf16"; absent in older files: f32).
  * Resuming builds a fresh model, optimizer and compiled step from it, so training N/2 steps,
  * saving, resuming in a new process and training N/2 more gives the same bits as N straight
  * steps (tested, eager and compiled) -- on the same machine and thread count: reductions split
@@ -41,7 +45,7 @@ void em_train_config_default(em_train_config *c) {
     if (!c) return;
     *c = (em_train_config){.batch = 16, .seq_len = 128, .accum = 1, .max_steps = 1000, .warmup = 100, .lr = 1e-3,
                            .min_lr = 1e-4, .weight_decay = 0.1, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8,
-                           .grad_clip = 1.0, .seed = 1337, .eager = false};
+                           .grad_clip = 1.0, .seed = 1337, .eager = false, .precision = EM_F32};
 }
 
 static em_status check_config(const em_train_config *c, const em_model_config *mc, const char *op) {
@@ -60,6 +64,9 @@ static em_status check_config(const em_train_config *c, const em_model_config *m
         return em_seterr(EM_ERR_ARG, "%s: need 0 < lr < 10 (got %g), 0 <= min_lr <= lr (got %g), weight_decay >= 0 "
                          "(%g), betas in [0, 1) (%g, %g), eps > 0 (%g), grad_clip >= 0 (%g; 0 turns it off)", op, c->lr,
                          c->min_lr, c->weight_decay, c->beta1, c->beta2, c->eps, c->grad_clip);
+    if (c->precision != EM_F32 && c->precision != EM_BF16)
+        return em_seterr(EM_ERR_ARG, "%s: precision %d is not a matmul precision; use EM_F32 or EM_BF16", op,
+                         (int)c->precision);
     return EM_OK;
 }
 
@@ -135,9 +142,19 @@ static em_status eager_step(em_trainer_t *t, em_tensor_t *x, em_tensor_t *y, dou
     return st;
 }
 
+static em_status step_at(em_trainer_t *t, em_train_stats *stats);
+
+/* the step and validation run under the run's matmul precision; the caller's comes back after */
 em_status em_trainer_step(em_trainer_t *t, em_train_stats *stats) {
-    const char *op = "em_trainer_step";
-    if (!t) return em_seterr(EM_ERR_ARG, "%s: the trainer is NULL", op);
+    if (!t) return em_seterr(EM_ERR_ARG, "em_trainer_step: the trainer is NULL");
+    em_dtype was = em_get_matmul_precision();
+    em_set_matmul_precision(t->cfg.precision);
+    em_status st = step_at(t, stats);
+    em_set_matmul_precision(was);
+    return st;
+}
+
+static em_status step_at(em_trainer_t *t, em_train_stats *stats) {
     const em_train_config *c = &t->cfg;
     double lr = em_lr_cosine(t->step, c->warmup, c->max_steps, c->lr, c->min_lr);
     em_status st = em_optimizer_set_lr(t->o, lr);
@@ -182,6 +199,8 @@ double em_trainer_eval(em_trainer_t *t, int max_batches) {
                          "of %d tokens", op, (long long)em_dataset_num_tokens(t->data, true), B, T), NAN;
     int64_t k = max_batches > 0 && max_batches < nb ? max_batches : nb;
     bool was = em_model_is_training(t->m);
+    em_dtype prec_was = em_get_matmul_precision();
+    em_set_matmul_precision(t->cfg.precision);
     em_model_set_training(t->m, false);
     em_no_grad_begin();
     double sum = 0;
@@ -202,6 +221,7 @@ double em_trainer_eval(em_trainer_t *t, int max_batches) {
     }
     em_no_grad_end();
     em_model_set_training(t->m, was);
+    em_set_matmul_precision(prec_was);
     return st ? NAN : sum / (double)k;
 }
 
@@ -339,6 +359,7 @@ em_status em_trainer_save(em_trainer_t *t, const char *path) {
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)c->seed);
     if (!s) s = em_state_dict_set_meta(sd, "ember.train.seed", buf);
     if (!s) s = em_state_dict_set_meta(sd, "ember.train.eager", c->eager ? "true" : "false");
+    if (!s) s = em_state_dict_set_meta(sd, "ember.train.precision", em_dtype_name(c->precision));
     if (!s) s = emn_meta_set_int(sd, "ember.train.step", t->step);
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)t->data_pos);
     if (!s) s = em_state_dict_set_meta(sd, "ember.train.data_position", buf);
@@ -375,6 +396,10 @@ static em_status read_train_meta(const em_state_dict_t *sd, const char *what, em
     if (!s && (!e || (strcmp(e, "true") && strcmp(e, "false"))))
         s = em_seterr(EM_ERR_FORMAT, "%s: metadata \"ember.train.eager\" is missing or not true/false", what);
     if (!s) c->eager = !strcmp(e, "true");
+    const char *pr = em_state_dict_meta(sd, "ember.train.precision"); /* absent before bf16 runs existed */
+    if (!s && pr && strcmp(pr, "f32") && strcmp(pr, "bf16"))
+        s = em_seterr(EM_ERR_FORMAT, "%s: metadata \"ember.train.precision\" is \"%.40s\", not f32 or bf16", what, pr);
+    if (!s) c->precision = pr && !strcmp(pr, "bf16") ? EM_BF16 : EM_F32;
     if (!s) s = emn_meta_get_int(sd, what, "ember.train.step", 0, INT64_MAX / 2, step);
     if (!s) s = emn_meta_get_u64(sd, what, "ember.train.data_position", pos);
     if (!s) s = emn_meta_get_int(sd, what, "ember.train.optimizer_step", 0, INT64_MAX / 2, opt_step);

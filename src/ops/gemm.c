@@ -22,7 +22,7 @@
    pool, so a call needs no locks or barriers inside. Without AVX-512 an AVX2/FMA 6 x 16 kernel or a plain-C 4 x 32 kernel (which
    the compiler vectorizes) runs under the same driver. emk_dgemm is a simpler float64 version of
    the same structure with a plain-C 4 x 32 register tile. */
-#include "gemm.h"
+#include "gemm_impl.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -47,54 +47,8 @@
 #include <omp.h>
 #endif
 
-/* Kernel selection: AVX-512F, else AVX2 + FMA, else plain C. Define EMK_GEMM_PORTABLE to force
-   the plain-C kernel (for testing it on a machine that has the others). */
-#if defined(__AVX512F__) && !defined(EMK_GEMM_PORTABLE)
-#define EMK_SGEMM_AVX512 1
-#define EMK_SGEMM_AVX2 0
-#elif defined(__AVX2__) && defined(__FMA__) && !defined(EMK_GEMM_PORTABLE)
-#define EMK_SGEMM_AVX512 0
-#define EMK_SGEMM_AVX2 1
-#else
-#define EMK_SGEMM_AVX512 0
-#define EMK_SGEMM_AVX2 0
-#endif
-#if EMK_SGEMM_AVX512 || EMK_SGEMM_AVX2
-#include <immintrin.h>
-#endif
-
-/* ---------------------------------------------------------------------------------------------
-   Blocking parameters (float). MR x NR is the register tile; KC x NR floats of B should fit L1,
-   MC x KC floats of A should fit (half of) L2, KC x NC floats of B sit in L3.
-   --------------------------------------------------------------------------------------------- */
-#if EMK_SGEMM_AVX512
-#ifndef SG_MR
-#define SG_MR 8 /* rows of C per micro-tile */
-#endif
-#ifndef SG_NV
-#define SG_NV 3 /* zmm vectors (16 floats) per row of the micro-tile */
-#endif
-#define SG_NR (16 * SG_NV) /* columns of C per micro-tile */
-#elif EMK_SGEMM_AVX2
-#define SG_MR 6 /* 6 x 16: 12 ymm accumulators */
-#define SG_NR 16
-#else
-#define SG_MR 4 /* plain C: a shape GCC reliably keeps in vector registers */
-#define SG_NR 32
-#endif
-
-#ifndef SG_KC
-#define SG_KC 512 /* max; the actual KC splits K evenly (multiple of 16) */
-#endif
-#ifndef SG_MC
-#define SG_MC (SG_MR * 24) /* max; the actual MC splits M evenly (multiple of MR) */
-#endif
-#ifndef SG_NC
-#define SG_NC 3072
-#endif
-#ifndef SG_DIRECT_B_MAX_M /* up to this many rows, row-major B is used in place, unpacked */
-#define SG_DIRECT_B_MAX_M (6 * SG_MR)
-#endif
+/* Kernel selection (EMK_SGEMM_AVX512 / EMK_SGEMM_AVX2, EMK_GEMM_PORTABLE) and the blocking
+   parameters SG_MR, SG_NR, SG_KC, SG_MC, SG_NC live in gemm_impl.h (gemm_bf16.c blocks K the same way). */
 
 /* Fused multiply-add for the plain-C kernels (-std=c11 turns off automatic contraction). */
 #if defined(__FMA__)
@@ -143,13 +97,10 @@ typedef struct {
 static pool_slot_t buffer_pool[POOL_SLOTS];
 #endif
 
-typedef struct {
-    void *ptr;
-    int slot; /* index into buffer_pool, or -1 for a private allocation */
-} gemm_buf_t;
+/* emk_gemm_buf_t (gemm_impl.h): ptr, and slot = index into buffer_pool or -1 for a private allocation */
 
 /* A 64-byte aligned scratch buffer of at least `bytes` bytes; ptr is NULL on failure. */
-static gemm_buf_t buf_acquire(size_t bytes)
+emk_gemm_buf_t emk_gemm_buf_acquire(size_t bytes)
 {
 #if GEMM_USE_POOL
     /* Pass 0: a free slot that is already big enough. Pass 1: any free slot, regrown. */
@@ -162,23 +113,23 @@ static gemm_buf_t buf_acquire(size_t bytes)
                                                          memory_order_relaxed))
                 continue;
             if (s->size >= bytes)
-                return (gemm_buf_t){s->ptr, i};
+                return (emk_gemm_buf_t){s->ptr, i};
             if (pass == 1) {
                 size_t size = (bytes + POOL_GRAIN - 1) / POOL_GRAIN * POOL_GRAIN;
                 void *p = alloc_aligned(size);
                 if (p) {
                     free(s->ptr);
                     s->ptr = p, s->size = size;
-                    return (gemm_buf_t){p, i};
+                    return (emk_gemm_buf_t){p, i};
                 }
             }
             atomic_store_explicit(&s->busy, 0, memory_order_release);
         }
 #endif
-    return (gemm_buf_t){alloc_aligned(bytes), -1};
+    return (emk_gemm_buf_t){alloc_aligned(bytes), -1};
 }
 
-static void buf_release(gemm_buf_t b)
+void emk_gemm_buf_release(emk_gemm_buf_t b)
 {
 #if GEMM_USE_POOL
     if (b.slot >= 0) {
@@ -194,7 +145,7 @@ static void buf_release(gemm_buf_t b)
    --------------------------------------------------------------------------------------------- */
 
 /* How many threads a call of M*N*K multiply-adds should use. */
-static int gemm_num_threads(int64_t M, int64_t N, int64_t K, int parallel)
+int emk_gemm_num_threads(int64_t M, int64_t N, int64_t K, int parallel)
 {
 #ifdef _OPENMP
     if (!parallel || omp_in_parallel())
@@ -215,7 +166,7 @@ static int gemm_num_threads(int64_t M, int64_t N, int64_t K, int parallel)
 
 /* Splits [0, len) into `parts` contiguous ranges whose boundaries are multiples of `unit`
    (except the end); writes part `idx`'s range to [*lo, *hi). Ranges may be empty. */
-static void split_range(int64_t len, int64_t unit, int parts, int idx, int64_t *lo, int64_t *hi)
+void emk_gemm_split_range(int64_t len, int64_t unit, int parts, int idx, int64_t *lo, int64_t *hi)
 {
     int64_t units = (len + unit - 1) / unit;
     int64_t u0 = units * idx / parts, u1 = units * (idx + 1) / parts;
@@ -236,41 +187,7 @@ static void split_range(int64_t len, int64_t unit, int parts, int idx, int64_t *
    --------------------------------------------------------------------------------------------- */
 #if EMK_SGEMM_AVX512
 
-static __mmask16 lane_mask(int64_t n) /* first min(n, 16) lanes set; n >= 0 */
-{
-    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
-}
-
-/* In-register transpose of a 16 x 16 float tile: in[r] is row r, out[c] becomes column c. */
-static inline void transpose16(const __m512 in[16], __m512 out[16])
-{
-    __m512 t[16], q[16];
-    /* Interleave 32-bit elements of row pairs: per 128-bit lane, t = r0[0] r1[0] r0[1] r1[1]. */
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(in[2 * i], in[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(in[2 * i], in[2 * i + 1]);
-    }
-    /* Interleave 64-bit pairs: q[4g + c], 128-bit lane L = rows 4g..4g+3 of column 4L + c. */
-    for (int g = 0; g < 4; g++) {
-        __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
-        __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
-        q[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        q[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        q[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        q[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    /* Gather 128-bit lane L of q[c], q[4 + c], q[8 + c], q[12 + c] into out[4L + c]. */
-    for (int c = 0; c < 4; c++) {
-        __m512 u0 = _mm512_shuffle_f32x4(q[c], q[4 + c], 0x44);     /* g0.L0 g0.L1 g1.L0 g1.L1 */
-        __m512 u1 = _mm512_shuffle_f32x4(q[c], q[4 + c], 0xEE);     /* g0.L2 g0.L3 g1.L2 g1.L3 */
-        __m512 u2 = _mm512_shuffle_f32x4(q[8 + c], q[12 + c], 0x44); /* g2.L0 g2.L1 g3.L0 g3.L1 */
-        __m512 u3 = _mm512_shuffle_f32x4(q[8 + c], q[12 + c], 0xEE); /* g2.L2 g2.L3 g3.L2 g3.L3 */
-        out[0 + c] = _mm512_shuffle_f32x4(u0, u2, 0x88);
-        out[4 + c] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
-        out[8 + c] = _mm512_shuffle_f32x4(u1, u3, 0x88);
-        out[12 + c] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
-    }
-}
+/* emk_lane_mask and emk_transpose16 are in gemm_impl.h (shared with gemm_bf16.c). */
 
 /* Transposing copy of one tile: `rows` (<= 16) source rows start at src + r * ld and are read
    for `cols` (1..16) contiguous elements; column c of the tile (rows >= `rows` read as zero) is
@@ -279,10 +196,10 @@ static void pack_tile_transposed(const float *src, int64_t ld, int64_t rows, int
                                  float *dst, int64_t dld, __mmask16 smask)
 {
     __m512 in[16], out[16];
-    __mmask16 lmask = lane_mask(cols);
+    __mmask16 lmask = emk_lane_mask(cols);
     for (int r = 0; r < 16; r++)
         in[r] = r < rows ? _mm512_maskz_loadu_ps(lmask, src + r * ld) : _mm512_setzero_ps();
-    transpose16(in, out);
+    emk_transpose16(in, out);
     for (int c = 0; c < 16; c++)
         if (c < cols)
             _mm512_mask_storeu_ps(dst + c * dld, smask, out[c]);
@@ -293,13 +210,13 @@ static void pack_a_rows_avx512(int64_t mr, int64_t kc, const float *a, int64_t r
 {
     for (int64_t k0 = 0; k0 < kc; k0 += 16)
         pack_tile_transposed(a + k0, rsa, mr, min64(16, kc - k0), dst + k0 * SG_MR, SG_MR,
-                             lane_mask(SG_MR));
+                             emk_lane_mask(SG_MR));
 }
 
 /* A panel, A contiguous along i (transposed A view, rsa == 1): dst[k][i] = a[i + k * csa]. */
 static void pack_a_cols_avx512(int64_t mr, int64_t kc, const float *a, int64_t csa, float *dst)
 {
-    __mmask16 lmask = lane_mask(mr), smask = lane_mask(SG_MR);
+    __mmask16 lmask = emk_lane_mask(mr), smask = emk_lane_mask(SG_MR);
     for (int64_t k = 0; k < kc; k++)
         _mm512_mask_storeu_ps(dst + k * SG_MR, smask, _mm512_maskz_loadu_ps(lmask, a + k * csa));
 }
@@ -309,7 +226,7 @@ static void pack_b_rows_avx512(int64_t nr, int64_t kc, const float *b, int64_t r
 {
     __mmask16 m[SG_NV];
     for (int v = 0; v < SG_NV; v++)
-        m[v] = lane_mask(nr > 16 * v ? nr - 16 * v : 0);
+        m[v] = emk_lane_mask(nr > 16 * v ? nr - 16 * v : 0);
     for (int64_t k = 0; k < kc; k++)
         for (int v = 0; v < SG_NV; v++)
             _mm512_store_ps(dst + k * SG_NR + 16 * v,
@@ -435,7 +352,7 @@ static inline void sgemm_store_tile(__m512 acc[SG_MR][SG_NV], float *c, int64_t 
         for (int i = 0; i < SG_MR && i < mr; i++) {
             float *ci = c + i * rsc;
             for (int v = 0; v < SG_NV && 16 * v < nr; v++) {
-                __mmask16 m = lane_mask(nr - 16 * v);
+                __mmask16 m = emk_lane_mask(nr - 16 * v);
                 __m512 x = acc[i][v];
                 if (accumulate)
                     x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, ci + 16 * v));
@@ -584,6 +501,23 @@ static void sgemm_macro(int64_t mc, int64_t nc, int64_t kc, const float *ap, sg_
     }
 }
 
+/* Exported for gemm_bf16.c (gemm_impl.h). */
+void emk_sgemm_pack_a_block(int64_t mc, int64_t kc, const float *a, int64_t rsa, int64_t csa, float *dst)
+{
+    pack_a_block(mc, kc, a, rsa, csa, dst);
+}
+
+void emk_sgemm_pack_b_block(int64_t kc, int64_t nc, const float *b, int64_t rsb, int64_t csb, float *dst)
+{
+    pack_b_block(kc, nc, b, rsb, csb, dst);
+}
+
+void emk_sgemm_micro(int64_t kc, const float *a, const float *b, int64_t ldb, float *c, int64_t rsc,
+                     int64_t csc, int64_t mr, int64_t nr, int accumulate)
+{
+    sgemm_micro(kc, a, b, ldb, c, rsc, csc, mr, nr, accumulate);
+}
+
 /* Naive fallback used only if packing buffers cannot be allocated. */
 static void sgemm_naive(int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa,
                         int64_t csa, const float *B, int64_t rsb, int64_t csb, float *C,
@@ -601,7 +535,7 @@ static void sgemm_naive(int64_t M, int64_t N, int64_t K, const float *A, int64_t
 
 /* Largest block <= max_blk (a multiple of unit) that splits len into equal-ish blocks, so that
    e.g. K = 768 with KC = 512 runs as 2 x 384 rather than 512 + 256. */
-static int64_t balanced_block(int64_t len, int64_t max_blk, int64_t unit)
+int64_t emk_gemm_balanced_block(int64_t len, int64_t max_blk, int64_t unit)
 {
     int64_t nblocks = (len + max_blk - 1) / max_blk;
     return min64(max_blk, round_up((len + nblocks - 1) / nblocks, unit));
@@ -614,10 +548,10 @@ static void sgemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_
 {
     /* With few rows of A each B panel is used only once or twice: read row-major B in place. */
     int direct_b = csb == 1 && M <= SG_DIRECT_B_MAX_M;
-    int64_t KC = balanced_block(K, SG_KC, 16), MC = balanced_block(M, SG_MC, SG_MR);
+    int64_t KC = emk_gemm_balanced_block(K, SG_KC, 16), MC = emk_gemm_balanced_block(M, SG_MC, SG_MR);
     int64_t NC = direct_b ? SG_NR : round_up(min64(N, SG_NC), SG_NR);
     int64_t a_len = round_up(MC * KC, 16); /* floats; keeps the B part 64-byte aligned */
-    gemm_buf_t buf = buf_acquire((size_t)(a_len + KC * NC) * sizeof(float));
+    emk_gemm_buf_t buf = emk_gemm_buf_acquire((size_t)(a_len + KC * NC) * sizeof(float));
     if (!buf.ptr) {
         sgemm_naive(M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, accumulate);
         return;
@@ -641,7 +575,7 @@ static void sgemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_
             }
         }
     }
-    buf_release(buf);
+    emk_gemm_buf_release(buf);
 }
 
 /* Few rows of A against a B whose columns are contiguous (rsb == 1: x @ W^T with W stored
@@ -662,10 +596,10 @@ static void sgemm_gemv_cols(int64_t M, int64_t j0, int64_t j1, int64_t K, const 
                             int64_t csa, const float *B, int64_t csb, float *C, int64_t rsc, int64_t csc,
                             int accumulate)
 {
-    int64_t KC = balanced_block(K, SG_KC, 16);
+    int64_t KC = emk_gemm_balanced_block(K, SG_KC, 16);
     for (int64_t j = j0; j < j1; j += 16) {
         int64_t nr = min64(16, j1 - j);
-        __mmask16 nmask = lane_mask(nr);
+        __mmask16 nmask = emk_lane_mask(nr);
         for (int64_t pc = 0; pc < K; pc += KC) {
             int64_t kc = min64(KC, K - pc);
             __m512 acc[SG_GEMV_MAX_M];
@@ -673,7 +607,7 @@ static void sgemm_gemv_cols(int64_t M, int64_t j0, int64_t j1, int64_t K, const 
                 acc[i] = _mm512_setzero_ps();
             for (int64_t k0 = 0; k0 < kc; k0 += 16) {
                 int64_t cols = min64(16, kc - k0);
-                __mmask16 kmask = lane_mask(cols);
+                __mmask16 kmask = emk_lane_mask(cols);
                 __m512 in[16], out[16];
                 /* software prefetch SG_GEMV_PF floats ahead along each of the 16 rows (one line
                    per row per tile, as many as the tile loads), wrapping into the next 16 rows
@@ -687,7 +621,7 @@ static void sgemm_gemv_cols(int64_t M, int64_t j0, int64_t j1, int64_t K, const 
                 for (int r = 0; r < 16; r++)
                     in[r] = r < nr ? _mm512_maskz_loadu_ps(kmask, B + (j + r) * csb + pc + k0)
                                    : _mm512_setzero_ps();
-                transpose16(in, out); /* out[c] lane r = B(pc + k0 + c, j + r) */
+                emk_transpose16(in, out); /* out[c] lane r = B(pc + k0 + c, j + r) */
                 for (int64_t c = 0; c < cols; c++)
                     for (int64_t i = 0; i < M; i++)
                         acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(A[i * rsa + (pc + k0 + c) * csa]), out[c],
@@ -725,14 +659,14 @@ void emk_sgemm(int64_t M, int64_t N, int64_t K,
             ZERO_VIEW(C, M, N, rsc, csc);
         return;
     }
-    int nt = gemm_num_threads(M, N, K, parallel);
+    int nt = emk_gemm_num_threads(M, N, K, parallel);
 #if EMK_SGEMM_AVX512
     if (M <= SG_GEMV_MAX_M && rsb == 1) {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1)
         {
             int64_t lo, hi;
-            split_range(N, 16, omp_get_num_threads(), omp_get_thread_num(), &lo, &hi);
+            emk_gemm_split_range(N, 16, omp_get_num_threads(), omp_get_thread_num(), &lo, &hi);
             if (hi > lo)
                 sgemm_gemv_cols(M, lo, hi, K, A, rsa, csa, B, csb, C, rsc, csc, accumulate);
         }
@@ -753,7 +687,7 @@ void emk_sgemm(int64_t M, int64_t N, int64_t K,
     {
         int parts = omp_get_num_threads(), me = omp_get_thread_num();
         int64_t lo, hi;
-        split_range(split_n ? N : M, split_n ? SG_NR : SG_MR, parts, me, &lo, &hi);
+        emk_gemm_split_range(split_n ? N : M, split_n ? SG_NR : SG_MR, parts, me, &lo, &hi);
         if (hi > lo && split_n)
             sgemm_serial(M, hi - lo, K, A, rsa, csa, B + lo * csb, rsb, csb, C + lo * csc, rsc,
                          csc, accumulate);
@@ -763,7 +697,7 @@ void emk_sgemm(int64_t M, int64_t N, int64_t K,
     }
 #else
     (void)split_n;
-    (void)split_range;
+    (void)emk_gemm_split_range;
 #endif
 }
 
@@ -843,7 +777,7 @@ static void dgemm_serial(int64_t M, int64_t N, int64_t K, const double *A, int64
 {
     int64_t kc_max = min64(K, DG_KC), nc_max = round_up(min64(N, DG_NC), DG_NR);
     int64_t a_len = round_up(kc_max * DG_MR, 8); /* doubles; keeps bp 64-byte aligned */
-    gemm_buf_t buf = buf_acquire((size_t)(a_len + kc_max * nc_max) * sizeof(double));
+    emk_gemm_buf_t buf = emk_gemm_buf_acquire((size_t)(a_len + kc_max * nc_max) * sizeof(double));
     if (!buf.ptr) {
         dgemm_naive(M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, accumulate);
         return;
@@ -864,7 +798,7 @@ static void dgemm_serial(int64_t M, int64_t N, int64_t K, const double *A, int64
             }
         }
     }
-    buf_release(buf);
+    emk_gemm_buf_release(buf);
 }
 
 void emk_dgemm(int64_t M, int64_t N, int64_t K,
@@ -879,7 +813,7 @@ void emk_dgemm(int64_t M, int64_t N, int64_t K,
             ZERO_VIEW(C, M, N, rsc, csc);
         return;
     }
-    int nt = gemm_num_threads(M, N, K, parallel);
+    int nt = emk_gemm_num_threads(M, N, K, parallel);
     if (nt <= 1) {
         dgemm_serial(M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, accumulate);
         return;
@@ -890,7 +824,7 @@ void emk_dgemm(int64_t M, int64_t N, int64_t K,
     {
         int parts = omp_get_num_threads(), me = omp_get_thread_num();
         int64_t lo, hi;
-        split_range(split_n ? N : M, split_n ? DG_NR : DG_MR, parts, me, &lo, &hi);
+        emk_gemm_split_range(split_n ? N : M, split_n ? DG_NR : DG_MR, parts, me, &lo, &hi);
         if (hi > lo && split_n)
             dgemm_serial(M, hi - lo, K, A, rsa, csa, B + lo * csb, rsb, csb, C + lo * csc, rsc,
                          csc, accumulate);

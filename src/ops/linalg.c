@@ -1,21 +1,59 @@
 /* linalg.c - matmul (batched, broadcasting, PyTorch's 1-d rules) and linear, on the GEMM
- * kernels of gemm.c.
+ * kernels of gemm.c and gemm_bf16.c, and the process-wide matmul precision.
  *
- * Every operand reaches emk_sgemm as a strided view, so transposed weights (linear's x @ w^T,
+ * Every operand reaches the GEMM as a strided view, so transposed weights (linear's x @ w^T,
  * the backward's a^T @ g) cost no copy. Batches run one GEMM each: when each product is small
  * and there are enough of them (attention heads), threads split the batch and every GEMM runs
  * single-threaded; otherwise the GEMM itself is parallel, on em_get_num_threads() threads (passed as
- * emk_sgemm's `parallel`). f16/bf16 compute in f32; integer matmul uses a plain exact loop.
+ * the GEMM's `parallel`). Integer matmul uses a plain exact loop; f16 computes on f32 copies.
+ *
+ * Precision (em_set_matmul_precision, like torch.set_float32_matmul_precision): em_matmul and
+ * em_linear on f32 tensors record the setting current when they are called in attrs j[0] (0: exact
+ * f32, EM_BF16: bf16 products), so a graph node, CSE, the graph text and the compiled program all
+ * carry it; the backward's matmuls are new calls and record the setting current during backward.
+ * f32 with j[0] == EM_BF16 runs emk_gemm(f32 operands, EMK_MM_BF16): operands rounded to bf16,
+ * products summed in f32, f32 result. bf16 tensors always run emk_gemm on the bf16 operands in
+ * place (no f32 copies) with a bf16 result rounded once at the store; a bf16 linear's bias is
+ * added after that rounding and rounded again, exactly as the compiled form (matmul + add) does,
+ * so eager and compiled bf16 linears agree to the bit.
  */
 #include "kernels.h"
 
 #include "gemm.h"
 
+#include <stdatomic.h>
+
+/* ---- the matmul precision (process-wide) ------------------------------------------------------- */
+static atomic_int mm_precision = EM_F32;
+
+em_status em_set_matmul_precision(em_dtype d) {
+    if (d != EM_F32 && d != EM_BF16)
+        return em_seterr(EM_ERR_ARG, "em_set_matmul_precision: %s is not a matmul precision; use EM_F32 (exact, "
+                         "the default) or EM_BF16 (bf16 products summed in f32)",
+                         (unsigned)d < EM_NUM_DTYPES ? em_dtype_name(d) : "an unknown dtype");
+    atomic_store(&mm_precision, (int)d);
+    return EM_OK;
+}
+
+em_dtype em_get_matmul_precision(void) { return (em_dtype)atomic_load(&mm_precision); }
+
+/* what a new matmul/linear on dtype dt records in attrs j[0]: EM_BF16 for an f32 product under
+   bf16 precision, else 0 (so f32 graphs read as before) */
+static int64_t prec_attr(em_dtype dt) {
+    return dt == EM_F32 && em_get_matmul_precision() == EM_BF16 ? EM_BF16 : 0;
+}
+
+static em_status check_prec_attr(const emo_attrs *a, const emo_meta *in, int n_in) {
+    if (a->j[0] != 0 && a->j[0] != EM_BF16)
+        return emo_err(EM_ERR_ARG, NULL, in, n_in, "precision attribute j[0] is %lld; it must be 0 (f32) or %d (bf16)",
+                       (long long)a->j[0], EM_BF16);
+    return EM_OK;
+}
+
 /* ---- matmul ------------------------------------------------------------------------------------ */
 EMO_INFER(emo_infer_matmul) {
-    EM_UNUSED(a);
-    EM_UNUSED(n_in);
     const emo_meta *x = &in[0], *y = &in[1];
+    if (check_prec_attr(a, in, n_in) != EM_OK) return em_last_status();
     if (x->ndim == 0 || y->ndim == 0)
         return emo_err(EM_ERR_SHAPE, NULL, in, 2, "both arguments need at least 1 dim (use em_mul for scalars)");
     if (x->dtype != y->dtype)
@@ -104,25 +142,31 @@ static void plan_mm(const int64_t *ash, const int64_t *ast, int and, const int64
     }
 }
 
-static void run_f32(const mm_plan *p, const float *A, const float *B, float *C) {
+/* one product of the batch: exact f32 (t == EMK_F32, mode EXACT) through emk_sgemm, the rest through
+   emk_gemm on operands of element type t (f32 or bf16, the same for A, B and C) */
+static void gemm_item(const mm_plan *p, emk_type t, emk_mm_mode mode, const char *A, const char *B, char *C,
+                      int64_t b, int parallel) {
+    size_t es = t == EMK_BF16 ? 2 : 4;
+    int64_t oa, ob, oc;
+    batch_offsets(p, b, &oa, &ob, &oc);
+    A += (size_t)oa * es, B += (size_t)ob * es, C += (size_t)oc * es;
+    if (t == EMK_F32 && mode == EMK_MM_EXACT)
+        emk_sgemm(p->M, p->N, p->K, (const float *)(const void *)A, p->rsa, p->csa, (const float *)(const void *)B,
+                  p->rsb, p->csb, (float *)(void *)C, p->rsc, p->csc, 0, parallel);
+    else
+        emk_gemm(p->M, p->N, p->K, A, t, p->rsa, p->csa, B, t, p->rsb, p->csb, C, t, p->rsc, p->csc, 0, mode, parallel);
+}
+
+static void run_gemm(const mm_plan *p, emk_type t, emk_mm_mode mode, const char *A, const char *B, char *C) {
     double flops = 2.0 * (double)p->M * (double)p->N * (double)p->K;
     int nth = emb_num_threads();
     bool split_batch = p->count >= nth && flops < 4e6 && nth > 1;
     if (split_batch) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
-        for (int64_t b = 0; b < p->count; b++) {
-            int64_t oa, ob, oc;
-            batch_offsets(p, b, &oa, &ob, &oc);
-            emk_sgemm(p->M, p->N, p->K, A + oa, p->rsa, p->csa, B + ob, p->rsb, p->csb, C + oc, p->rsc, p->csc, 0, 0);
-        }
+        for (int64_t b = 0; b < p->count; b++) gemm_item(p, t, mode, A, B, C, b, 0);
         return;
     }
-    for (int64_t b = 0; b < p->count; b++) {
-        int64_t oa, ob, oc;
-        batch_offsets(p, b, &oa, &ob, &oc);
-        emk_sgemm(p->M, p->N, p->K, A + oa, p->rsa, p->csa, B + ob, p->rsb, p->csb, C + oc, p->rsc, p->csc, 0,
-                  flops > 2e5 && nth > 1 ? nth : 0);
-    }
+    for (int64_t b = 0; b < p->count; b++) gemm_item(p, t, mode, A, B, C, b, flops > 2e5 && nth > 1 ? nth : 0);
 }
 
 static void run_f64(const mm_plan *p, const double *A, const double *B, double *C) {
@@ -155,13 +199,12 @@ static void run_int(const mm_plan *p, const em_tensor_t *x, const em_tensor_t *y
 }
 
 EMO_KERNEL(emo_k_matmul) {
-    EM_UNUSED(a);
     EM_UNUSED(n_in);
     EM_UNUSED(n_out);
     em_tensor_t *x = in[0], *y = in[1], *o = out[0];
     em_tensor_t *xc = NULL, *yc = NULL, *oc = NULL;
     em_dtype cd = x->dtype;
-    if (cd == EM_F16 || cd == EM_BF16) { /* compute in f32 */
+    if (cd == EM_F16) { /* compute in f32 */
         xc = x = emt_contiguous_copy(x, EM_F32);
         yc = y = emt_contiguous_copy(y, EM_F32);
         oc = o = emt_new(EM_F32, o->shape, o->ndim);
@@ -176,7 +219,10 @@ EMO_KERNEL(emo_k_matmul) {
     as_matrix_b(y, bsh, bst, &bnd);
     mm_plan p;
     plan_mm(ash, ast, and, bsh, bst, bnd, &p);
-    if (x->dtype == EM_F32) run_f32(&p, (const float *)(void *)emt_data(x), (const float *)(void *)emt_data(y), (float *)(void *)emt_data(o));
+    if (x->dtype == EM_F32 || x->dtype == EM_BF16)
+        run_gemm(&p, x->dtype == EM_BF16 ? EMK_BF16 : EMK_F32,
+                 x->dtype == EM_BF16 || a->j[0] == EM_BF16 ? EMK_MM_BF16 : EMK_MM_EXACT, emt_data(x), emt_data(y),
+                 emt_data(o));
     else if (x->dtype == EM_F64) run_f64(&p, (const double *)(void *)emt_data(x), (const double *)(void *)emt_data(y), (double *)(void *)emt_data(o));
     else run_int(&p, x, y, o);
     if (oc) emt_copy(out[0], oc);
@@ -208,17 +254,24 @@ EMO_BACKWARD(emo_bw_matmul) {
     return EM_OK;
 }
 
-em_tensor_t *em_matmul(em_tensor_t *a, em_tensor_t *b) {
-    if (!emt_check(a, "em_matmul", "a") || !emt_check(b, "em_matmul", "b")) return NULL;
+/* a matmul node with precision attribute prec (linear's decomposition passes its own) */
+static em_tensor_t *matmul_prec(em_tensor_t *a, em_tensor_t *b, int64_t prec) {
     emo_attrs at = emo_attrs0();
+    at.j[0] = prec;
     em_tensor_t *in[2] = {a, b};
     return emo_call1(EMO_matmul, in, 2, &at);
+}
+
+em_tensor_t *em_matmul(em_tensor_t *a, em_tensor_t *b) {
+    if (!emt_check(a, "em_matmul", "a") || !emt_check(b, "em_matmul", "b")) return NULL;
+    return matmul_prec(a, b, prec_attr(a->dtype));
 }
 
 /* ---- linear: x (..., in), w (out, in), optional b (out) -> (..., out) --------------------------- */
 EMO_INFER(emo_infer_linear) {
     bool has_b = a->j[3] != 0;
     if (n_in != (has_b ? 3 : 2)) return emo_err(EM_ERR_ARG, NULL, in, n_in, "takes x, w and an optional b");
+    if (check_prec_attr(a, in, n_in) != EM_OK) return em_last_status();
     const emo_meta *x = &in[0], *w = &in[1];
     if (x->ndim < 1 || w->ndim != 2)
         return emo_err(EM_ERR_SHAPE, NULL, in, n_in, "x needs at least 1 dim and w must be (out_features, in_features)");
@@ -235,11 +288,13 @@ EMO_INFER(emo_infer_linear) {
     return EM_OK;
 }
 
-/* y (R, out) = x (R, in) @ w^T, then + b per row: the bias rides in the same pass over y */
+/* y (R, out) = x (R, in) @ w^T, then + b per row: the bias rides in the same pass over y. f16 runs
+   on f32 copies; f32 and bf16 read x and w in place (w transposed through its strides). */
 EMO_KERNEL(emo_k_linear) {
     EM_UNUSED(n_out);
+    EM_UNUSED(n_in);
     em_tensor_t *x = in[0], *w = in[1], *b = a->j[3] ? in[2] : NULL, *o = out[0];
-    em_dtype cd = emt_compute_float(x->dtype);
+    em_dtype cd = x->dtype == EM_BF16 ? EM_BF16 : emt_compute_float(x->dtype);
     em_tensor_t *xc = emt_as_contiguous(x, cd), *wc = w->dtype == cd ? (w->refcount++, w) : emt_contiguous_copy(w, cd);
     em_tensor_t *bc = b ? emt_as_contiguous(b, cd) : NULL;
     em_tensor_t *oc = o->dtype == cd ? (o->refcount++, o) : emt_new(cd, o->shape, o->ndim);
@@ -248,22 +303,35 @@ EMO_KERNEL(emo_k_linear) {
         st = em_last_status();
         goto done;
     }
-    (void)n_in;
     int64_t IN = w->shape[1], OUT = w->shape[0], R = IN ? emt_numel(xc) / IN : emt_numel(oc) / (OUT ? OUT : 1);
-    if (cd == EM_F32) {
-        float *y = (float *)(void *)emt_data(oc);
-        emk_sgemm(R, OUT, IN, (const float *)(void *)emt_data(xc), IN, 1, (const float *)(void *)emt_data(wc),
-                  wc->strides[1], wc->strides[0], y, OUT, 1, 0, emb_num_threads() > 1 ? emb_num_threads() : 0);
-        if (bc) {
+    int par = emb_num_threads() > 1 ? emb_num_threads() : 0;
+    if (cd == EM_F32 || cd == EM_BF16) {
+        emk_type t = cd == EM_BF16 ? EMK_BF16 : EMK_F32;
+        emk_mm_mode mode = cd == EM_BF16 || a->j[0] == EM_BF16 ? EMK_MM_BF16 : EMK_MM_EXACT;
+        if (mode == EMK_MM_EXACT)
+            emk_sgemm(R, OUT, IN, (const float *)(void *)emt_data(xc), IN, 1, (const float *)(void *)emt_data(wc),
+                      wc->strides[1], wc->strides[0], (float *)(void *)emt_data(oc), OUT, 1, 0, par);
+        else
+            emk_gemm(R, OUT, IN, emt_data(xc), t, IN, 1, emt_data(wc), t, wc->strides[1], wc->strides[0],
+                     emt_data(oc), t, OUT, 1, 0, mode, par);
+        if (bc && t == EMK_F32) {
+            float *y = (float *)(void *)emt_data(oc);
             const float *bias = (const float *)(void *)emt_data(bc);
 #pragma omp parallel for num_threads(emb_num_threads()) if (R * OUT > 65536)
             for (int64_t r = 0; r < R; r++)
                 for (int64_t j = 0; j < OUT; j++) y[r * OUT + j] += bias[j];
+        } else if (bc) { /* bf16: the rounded product plus the bias, rounded again (as matmul + add) */
+            uint16_t *y = (uint16_t *)(void *)emt_data(oc);
+            const uint16_t *bias = (const uint16_t *)(void *)emt_data(bc);
+#pragma omp parallel for num_threads(emb_num_threads()) if (R * OUT > 65536)
+            for (int64_t r = 0; r < R; r++)
+                for (int64_t j = 0; j < OUT; j++)
+                    y[r * OUT + j] = emt_f32_to_bf16(emt_bf16_to_f32(y[r * OUT + j]) + emt_bf16_to_f32(bias[j]));
         }
     } else {
         double *y = (double *)(void *)emt_data(oc);
         emk_dgemm(R, OUT, IN, (const double *)(void *)emt_data(xc), IN, 1, (const double *)(void *)emt_data(wc),
-                  wc->strides[1], wc->strides[0], y, OUT, 1, 0, emb_num_threads() > 1 ? emb_num_threads() : 0);
+                  wc->strides[1], wc->strides[0], y, OUT, 1, 0, par);
         if (bc) {
             const double *bias = (const double *)(void *)emt_data(bc);
             for (int64_t r = 0; r < R; r++)
@@ -294,7 +362,7 @@ EMO_BACKWARD(emo_bw_linear) {
 
 EMO_DECOMP(emo_dc_linear) {
     EM_UNUSED(n_out);
-    em_tensor_t *y = em_matmul(in[0], em_transpose(in[1], 0, 1));
+    em_tensor_t *y = matmul_prec(in[0], em_transpose(in[1], 0, 1), a->j[0]); /* the linear's own precision */
     if (a->j[3] && n_in == 3) y = em_add(y, in[2]);
     out[0] = y;
     return y ? EM_OK : em_last_status();
@@ -304,6 +372,7 @@ em_tensor_t *em_linear(em_tensor_t *x, em_tensor_t *w, em_tensor_t *b) {
     if (!emt_check(x, "em_linear", "x") || !emt_check(w, "em_linear", "w")) return NULL;
     if (b && !emt_check(b, "em_linear", "b")) return NULL;
     emo_attrs at = emo_attrs0();
+    at.j[0] = prec_attr(x->dtype);
     at.j[3] = b != NULL;
     em_tensor_t *in[3] = {x, w, b};
     return emo_call1(EMO_linear, in, b ? 3 : 2, &at);

@@ -88,6 +88,7 @@ typedef struct {
     /* row cache (row-layout reductions): node rc_node[i] is computed in loop rc_phase[i] and kept in
        the stack array rc<node>[R] for the later loops of the same row */
     int rc_node[16], rc_phase[16], n_rc;
+    bool aliased;         /* it writes an in-place output over an input it reads (memplan.c) */
     bool oom;
 } cg;
 
@@ -582,6 +583,10 @@ static void emit_pointwise(cg *g) {
         g->ind++;
     }
     int inner_mark = scope_mark(g);
+    /* an in-place output shares its buffer with an input read here at the same element: every
+       value is loaded and computed before the first store */
+    for (int i = 0; g->aliased && i < k->n_m; i++)
+        if (k->m[i].store && walk(g, &k->m[i].expr, 1)) walk(g, &k->m[i].store_ix, 1);
     for (int i = 0; i < k->n_m; i++) {
         const emc_member *m = &k->m[i];
         if (!m->store || !walk(g, &m->expr, 1)) continue;
@@ -847,6 +852,14 @@ static void epilogue_body(cg *g, const char *idx) {
     for (int i = 0; i < k->n_m; i++) {
         const emc_member *m = &k->m[i];
         if (m->role == EMC_M_REDUCE && m->store) store_reduction(g, m, idx);
+    }
+    /* an in-place output over an input read here (memplan.c): every load before the first store */
+    for (int i = 0; g->aliased && i < k->n_m; i++) {
+        const emc_member *m = &k->m[i];
+        if ((m->role == EMC_M_EPILOGUE && m->store) || m->role == EMC_M_OUTER) {
+            if (!walk(g, &m->expr, 1)) return;
+            if (m->store && !walk(g, &m->store_ix, 1)) return;
+        }
     }
     for (int i = 0; i < k->n_m; i++) {
         const emc_member *m = &k->m[i];
@@ -1226,7 +1239,22 @@ static bool row_chain(const int64_t *shape, const int64_t *st, int n, int64_t *r
     return true;
 }
 
-/* C (batch..., M, N) = A @ B through rt->sgemm / rt->dgemm, then the epilogue. C is k->C: the
+/* one GEMM call on (m, n) of the product: rt->sgemm / rt->dgemm (gt < 0), else rt->gemm with element
+   type gt (0 f32, 1 bf16) for A, B and C and bf16 products (mode 1). Every thread or batch item calls
+   it with parallel 0, so the bits are eager's (gemm.h: the same whatever the slicing). */
+static void gemm_line(cg *g, const char *fn, int gt, const char *m, const char *n, const char *a, int64_t rsa,
+                      int64_t csa, const char *b, int64_t rsb, int64_t csb, const char *cm, int64_t rsc, int64_t csc) {
+    if (gt < 0)
+        line(g, "%s(%s, %s, K, %s, %lld, %lld, %s, %lld, %lld, %s, %lld, %lld, 0, 0);", fn, m, n, a, (long long)rsa,
+             (long long)csa, b, (long long)rsb, (long long)csb, cm, (long long)rsc, (long long)csc);
+    else
+        line(g, "rt->gemm(%s, %s, K, %s, %d, %lld, %lld, %s, %d, %lld, %lld, %s, %d, %lld, %lld, 0, 1, 0);", m, n, a, gt,
+             (long long)rsa, (long long)csa, b, gt, (long long)rsb, (long long)csb, cm, gt, (long long)rsc,
+             (long long)csc);
+}
+
+/* C (batch..., M, N) = A @ B through rt->sgemm / rt->dgemm, or rt->gemm for bf16 products (an f32
+   matmul whose node records bf16 precision in attrs j[0], or bf16 tensors), then the epilogue. C is k->C: the
    product's own buffer, or (schedule.c) the buffer of the reshaped/permuted value it feeds, at
    strides. A batch over a shared B whose rows stay one run (a linear over (B, T, C)) is one product
    of batch * M rows. One big product: threads split the wider output dim like emk_sgemm and finish
@@ -1235,7 +1263,11 @@ static void emit_matmul(cg *g) {
     const emc_kernel *k = g->k;
     const emc_ctx *c = g->c;
     const emc_view *A = &k->A, *B = &k->B;
-    bool dbl = c->g->vals[k->mm_value].meta.dtype == EM_F64;
+    em_dtype dt = c->g->vals[k->mm_value].meta.dtype;
+    bool dbl = dt == EM_F64;
+    const emc_lval *mlv = &c->lv[k->mm_value];
+    bool bf16_prec = dt == EM_F32 && mlv->node >= 0 && c->g->nodes[mlv->node].attrs.j[0] == EM_BF16;
+    int gt = dt == EM_BF16 ? 1 : bf16_prec ? 0 : -1; /* rt->gemm's element type, -1: sgemm / dgemm */
     int nd = k->nd;
     bool has_m = A->nd >= 2, has_n = B->nd >= 2;
     int nb = nd - has_m - has_n, dm = has_m ? nb : -1, dn = has_n ? nd - 1 : -1;
@@ -1251,7 +1283,7 @@ static void emit_matmul(cg *g) {
     view_base(abase, sizeof abase, c, A);
     view_base(bbase, sizeof bbase, c, B);
     view_base(cbase, sizeof cbase, c, Cv);
-    const char *fn = dbl ? "rt->dgemm" : "rt->sgemm", *T = dbl ? "double" : "float";
+    const char *fn = dbl ? "rt->dgemm" : "rt->sgemm", *T = dbl ? "double" : dt == EM_BF16 ? "uint16_t" : "float";
     int64_t nr = dbl ? 32 : 48, mr = dbl ? 4 : 8;
     double work = (double)M * (double)N * (double)K; /* multiply-adds per item */
     bool epi = false;
@@ -1300,8 +1332,7 @@ static void emit_matmul(cg *g) {
     line(g, "const %s *a = %s%s, *bm = %s%s;", T, abase, offa, bbase, offb);
     line(g, "%s *cm = %s%s;", T, cbase, offc);
     if (by_item) {
-        line(g, "%s(M, N, K, a, %lld, %lld, bm, %lld, %lld, cm, %lld, %lld, 0, 0);", fn, (long long)rsa, (long long)csa,
-             (long long)rsb, (long long)csb, (long long)rsc, (long long)csc);
+        gemm_line(g, fn, gt, "M", "N", "a", rsa, csa, "bm", rsb, csb, "cm", rsc, csc);
         if (epi) matmul_epilogue(g, dm, dn, fold, "0", "M", "0", "N");
     } else {
         bool split_n = N >= M;
@@ -1323,14 +1354,16 @@ static void emit_matmul(cg *g) {
         }
         line(g, "if (hi > lo) {");
         g->ind++;
-        if (split_n)
-            line(g, "%s(M, hi - lo, K, a, %lld, %lld, bm + lo * %lld, %lld, %lld, cm + lo%s, %lld, %lld, 0, 0);", fn,
-                 (long long)rsa, (long long)csa, (long long)csb, (long long)rsb, (long long)csb,
-                 csc == 1 ? "" : csc_txt, (long long)rsc, (long long)csc);
-        else
-            line(g, "%s(hi - lo, N, K, a + lo * %lld, %lld, %lld, bm, %lld, %lld, cm + lo * %lld, %lld, %lld, 0, 0);",
-                 fn, (long long)rsa, (long long)rsa, (long long)csa, (long long)rsb, (long long)csb, (long long)rsc,
-                 (long long)rsc, (long long)csc);
+        char bo[64], co[64];
+        if (split_n) {
+            snprintf(bo, sizeof bo, "bm + lo * %lld", (long long)csb);
+            snprintf(co, sizeof co, "cm + lo%s", csc == 1 ? "" : csc_txt);
+            gemm_line(g, fn, gt, "M", "hi - lo", "a", rsa, csa, bo, rsb, csb, co, rsc, csc);
+        } else {
+            snprintf(bo, sizeof bo, "a + lo * %lld", (long long)rsa);
+            snprintf(co, sizeof co, "cm + lo * %lld", (long long)rsc);
+            gemm_line(g, fn, gt, "hi - lo", "N", bo, rsa, csa, "bm", rsb, csb, co, rsc, csc);
+        }
         if (epi) {
             if (split_n) matmul_epilogue(g, dm, dn, fold, "0", "M", "lo", "hi");
             else matmul_epilogue(g, dm, dn, fold, "lo", "hi", "0", "N");
@@ -1395,6 +1428,25 @@ static int kernel_params(const emc_ctx *c, const emc_kernel *k, param *ps, int m
     return n;
 }
 
+/* the parameters of kernel kj that may point at the same memory: an in-place output it writes
+   (c->inplace, memplan.c) and the input it is written over, when the kernel also reads that input;
+   they lose `restrict`. True when there is such a pair. */
+static bool aliased_params(const emc_ctx *c, int kj, const param *ps, int np, bool *alias) {
+    bool any = false;
+    for (int o = 0; c->inplace && o < c->g->n_outputs; o++) {
+        int i = c->inplace[o], v = c->g->outputs[o];
+        if (i < 0 || c->kern_of[v] != kj) continue;
+        int u = c->g->inputs[i], pu = -1, pv = -1;
+        for (int q = 0; q < np; q++) {
+            if (ps[q].v == u) pu = q;
+            if (ps[q].v == v) pv = q;
+        }
+        if (pu < 0 || pv < 0) continue;
+        alias[pu] = alias[pv] = any = true;
+    }
+    return any;
+}
+
 static void describe_node(char *b, size_t n, const emc_ctx *c, int v) {
     const emc_lval *lv = &c->lv[v];
     char tb[EMG_TYPE_BUF];
@@ -1445,11 +1497,13 @@ static void emit_kernel(cg *g, int kj) {
                m->role == EMC_M_EXTERN ? "" : m->store ? ", stored]" : "]");
     }
     sb_put(g->o, " */\nstatic void kernel_%d(", kj);
+    bool alias[MAX_PARAMS] = {0};
+    g->aliased = aliased_params(c, kj, ps, np, alias);
     for (int i = 0; i < np; i++) {
         char nm[32];
         em_dtype dt = c->g->vals[ps[i].v].meta.dtype;
-        sb_put(g->o, "%s%s%s *restrict %s", i ? ", " : "", ps[i].stored ? "" : "const ", stype_name(dt),
-               bname(nm, sizeof nm, c, ps[i].v));
+        sb_put(g->o, "%s%s%s *%s%s", i ? ", " : "", ps[i].stored ? "" : "const ", stype_name(dt),
+               alias[i] ? "" : "restrict ", bname(nm, sizeof nm, c, ps[i].v));
     }
     sb_put(g->o, "%sconst struct ember_rt *rt, int *err) {\n", np ? ", " : "");
     g->ind = 1;
@@ -1479,6 +1533,9 @@ static void emit_run(cg *g) {
     g->ind = 1;
     line(g, "if (rt->abi != %d) return 3;", EMC_RT_ABI);
     line(g, "int err = 0;");
+    /* EMBER_LOG=profile at compile time: one clock read after each kernel (profile.c) */
+    bool prof = emc_profile_on();
+    if (prof) line(g, "double *prof = rt->prof, pt = omp_get_wtime(), pn; /* profiled: EMBER_LOG=profile */");
     for (int v = 0; v < gr->n_vals; v++) {
         const emc_buf *b = &c->buf[v];
         const emo_meta *m = &gr->vals[v].meta;
@@ -1507,6 +1564,7 @@ static void emit_run(cg *g) {
             line(g, "/* %s: eager kernel */", emo_table[n->op].name);
             line(g, "if (rt->fallback(rt->ctx, %d, (void *[]){%s}, (void *[]){%s})) return 2;", k->fallback,
                  w ? args : "0", wo ? outs : "0");
+            if (prof) line(g, "if (prof) { pn = omp_get_wtime(); prof[%d] += pn - pt; pt = pn; }", kj);
             continue;
         }
         param ps[MAX_PARAMS];
@@ -1524,6 +1582,7 @@ static void emit_run(cg *g) {
         snprintf(call + w, sizeof call - (size_t)w, "rt, &err);");
         line(g, "%s", call);
         line(g, "if (err) return 1;");
+        if (prof) line(g, "if (prof) { pn = omp_get_wtime(); prof[%d] += pn - pt; pt = pn; }", kj);
     }
     line(g, "return 0;");
     sb_put(g->o, "}\n");
