@@ -18,7 +18,8 @@
  * Then the fused-epilogue table (issue 6: "a matmul with a fused epilogue faster than matmul
  * followed by the epilogue"): one linear layer x @ W^T + b followed by gelu, or by a residual add,
  * at GPT-2's shapes (M = 256 rows = B4 x T64; K = 768, N = 3072: the MLP's first layer; K = 768,
- * N = 768: attention's output projection; K = 3072, N = 768: the MLP's second layer), each
+ * N = 768: attention's output projection; K = 3072, N = 768: the MLP's second layer; then M = 1024
+ * and M = 4096, where the product outgrows the caches), each
  * compiled twice: with the epilogue fused into the GEMM kernel (each thread runs it on its slice
  * of C right after its GEMM call, while the slice is in cache) and with EMBER_NO_EPILOGUE_FUSION=1
  * (the GEMM kernel stores the product; a second, pointwise kernel reads it back and applies the
@@ -151,6 +152,10 @@ static void epilogue_table(void) {
         {"epi_gelu_n3072", 256, 768, 3072, true, NULL, NULL},
         {"epi_res_n768", 256, 768, 768, false, NULL, NULL},
         {"epi_res_k3072", 256, 3072, 768, false, NULL, NULL},
+        /* T = 256 (M = 1024) and B = 16, T = 256 (M = 4096: the product, 48 MiB, no longer fits the cache) */
+        {"epi_gelu_m1024", 1024, 768, 3072, true, NULL, NULL},
+        {"epi_gelu_m4096", 4096, 768, 3072, true, NULL, NULL},
+        {"epi_res_m4096", 4096, 3072, 768, false, NULL, NULL},
     };
     printf("\n| epilogue       | M x N x K        | eager ms | unfused ms | fused ms | unfused/fused | GFLOP | fused GFLOP/s "
            "| extra MB unfused | at 30 GB/s ms | fused vs unfused max diff |\n");

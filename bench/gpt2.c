@@ -28,8 +28,9 @@
    times are em_compiled_stats' compile_ms. Generation runs em_generate (greedy): its decode step
    is compiled in the compiled row (compile time, reported by em_generate, is taken out of the
    decode rate; the first repetition compiles) and eager in the eager row. em_generate's prefill
-   is always eager, so the compiled row's prefill is a separate em_compile of the cached forward
-   at positions 0..63 (fixed positions, so it traces).
+   is always eager, so the compiled row's prefill is a separate em_compile of the same function
+   (emn_prefill at positions 0..63: the lm_head on the last position only; fixed positions, so it
+   traces). The PyTorch peer's prefill applies its lm_head to the last position only too.
 
    bf16 mixed precision (issue 6): after each T's table, a row "train ... compiled, bf16 matmuls":
    the same compiled step under em_set_matmul_precision(EM_BF16) (f32 master weights and
@@ -76,6 +77,7 @@
 #include <unistd.h>
 
 #include "ember.h"
+#include "nn/nn.h" /* emn_prefill */
 
 enum { R_COMPILED, R_EAGER, R_TORCH, NROWS };
 static const char *const row_names[NROWS] = {"Ember compiled", "Ember eager", "PyTorch"};
@@ -257,7 +259,7 @@ static em_status prefill_fn(void *vc, em_tensor_t *const *in, int n_in, em_tenso
     prefill_ctx *c = vc;
     (void)n_in;
     (void)n_out;
-    out[0] = em_model_forward_cached(c->m, in[0], 0, c->kv);
+    out[0] = emn_prefill(c->m, in[0], 0, c->kv); /* em_generate's prefill: logits of the last position */
     return out[0] ? EM_OK : em_last_status();
 }
 
@@ -308,7 +310,7 @@ static int child_gen(bool compiled, bool bf16) {
             em_tensor_t *logits = NULL;
             double t0 = now_s();
             em_status st = em_call(f, &prompt, 1, &logits, 1);
-            em_tensor_t *tok = st == EM_OK ? next_token(logits) : NULL;
+            em_tensor_t *tok = st == EM_OK ? next_token(em_unsqueeze(logits, 1)) : NULL; /* (1, V) -> (1, 1, V) */
             double t1 = now_s();
             em_scope_end(s);
             if (!tok) {
@@ -520,9 +522,8 @@ static double train_flops(int T) {
     double tok = (double)B * T, mm = 12.0 * L * C * C + (double)V * C;
     return 6.0 * tok * mm + 12.0 * L * B * (double)T * T * C;
 }
-static double prefill_flops(void) {
-    double mm = 12.0 * L * C * C + (double)V * C;
-    return 2.0 * PROMPT * mm + 4.0 * L * (double)PROMPT * PROMPT * C;
+static double prefill_flops(void) { /* the lm_head on the last position only, as every row runs it */
+    return 2.0 * PROMPT * 12.0 * L * C * C + 2.0 * (double)V * C + 4.0 * L * (double)PROMPT * PROMPT * C;
 }
 
 static void cell(char *buf, size_t n, double v, const char *fmt) {

@@ -392,6 +392,10 @@ static void big_cases(void)
         {3, 200, 1537, ROW_MAJOR, COL_MAJOR, ROW_MAJOR, EMK_F32, EMK_BF16, EMK_F32, EMK_MM_BF16, 0, 1},
         {4, 130, 1025, ROW_MAJOR, COL_MAJOR, ROW_MAJOR, EMK_BF16, EMK_BF16, EMK_BF16, EMK_MM_BF16, 1, 1},
         {1, 300, 999, STRIDED, COL_MAJOR, FLIPPED, EMK_F32, EMK_F32, EMK_BF16, EMK_MM_BF16, 1, 1},
+        /* small M against a row-major B (no packing: attention's weights @ values), ragged 64-column
+           groups, odd K over three K blocks */
+        {3, 130, 1025, ROW_MAJOR, ROW_MAJOR, FLIPPED, EMK_BF16, EMK_F32, EMK_BF16, EMK_MM_BF16, 1, 1},
+        {1, 70, 777, STRIDED, ROW_MAJOR, ROW_MAJOR, EMK_F32, EMK_BF16, EMK_F32, EMK_MM_BF16, 0, 1},
         {70, 150, 1100, ROW_MAJOR, COL_MAJOR, ROW_MAJOR, EMK_BF16, EMK_BF16, EMK_F32, EMK_MM_EXACT, 0, 1},
         {150, 70, 777, COL_MAJOR, ROW_MAJOR, ROW_MAJOR, EMK_BF16, EMK_F32, EMK_BF16, EMK_MM_EXACT, 1, 1},
         {3, 200, 1537, ROW_MAJOR, COL_MAJOR, ROW_MAJOR, EMK_F32, EMK_BF16, EMK_F32, EMK_MM_EXACT, 1, 1},

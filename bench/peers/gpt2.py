@@ -91,11 +91,13 @@ class GPT2(nn.Module):
             elif "ln" not in name:
                 nn.init.zeros_(p)
 
-    def forward(self, idx, targets=None, caches=None, pos=0):
+    def forward(self, idx, targets=None, caches=None, pos=0, last_only=False):
         B, T = idx.shape
         x = self.wte(idx) + self.wpe(torch.arange(pos, pos + T))
         for i, blk in enumerate(self.h):
             x = blk(x, caches[i] if caches is not None else None, pos)
+        if last_only:  # generation needs the last position's logits only (as Ember's emn_prefill)
+            x = x[:, -1:]
         logits = F.linear(self.ln_f(x), self.wte.weight)  # tied lm_head, (B, T, V)
         if targets is None:
             return logits, None
@@ -150,7 +152,7 @@ def gen(prompt, new, reps, bf16=False):
     idx = torch.randint(0, V, (1, prompt))
     for r in range(reps + 1):  # rep 0 warms up
         t0 = time.perf_counter()
-        logits, _ = m(idx, caches=caches, pos=0)
+        logits, _ = m(idx, caches=caches, pos=0, last_only=True)
         t1 = time.perf_counter()
         tok = logits[:, -1].argmax(-1, keepdim=True)  # (1, 1)
         out = []

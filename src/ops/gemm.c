@@ -663,7 +663,11 @@ void emk_sgemm(int64_t M, int64_t N, int64_t K,
 #if EMK_SGEMM_AVX512
     if (M <= SG_GEMV_MAX_M && rsb == 1) {
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1)
+        if (nt <= 1) { /* no OpenMP region: even an if(0) one costs about a microsecond */
+            sgemm_gemv_cols(M, 0, N, K, A, rsa, csa, B, csb, C, rsc, csc, accumulate);
+            return;
+        }
+#pragma omp parallel num_threads(nt)
         {
             int64_t lo, hi;
             emk_gemm_split_range(N, 16, omp_get_num_threads(), omp_get_thread_num(), &lo, &hi);

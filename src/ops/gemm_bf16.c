@@ -21,6 +21,10 @@
    pair into two f32 vectors (shift / mask) for f32 FMAs in k order. Both use the packed paths' K
    blocks and summation order, so a row gets the same bits whether it comes alone or with 255
    others (the determinism promise of gemm.h holds across paths, threads and slicing).
+   Small M against a row-major B (csb == 1, BF16 mode: attention's weights @ cached values in a
+   decode step): no packing either; per k pair the two rows of B are zipped into the packed
+   path's pair words in registers, 64 columns at a time. Small products run without an OpenMP
+   region and keep A's pairs on the stack: for a 64 x 128 head the call overhead was most of it.
    vdpbf16ps, per lane and pair: acc += a_odd * b_odd, then acc += a_even * b_even, each a
    correctly rounded f32 add of an exact product (measured bit-exact on Zen 5 against two fmaf
    over 20M random pairs), with bf16 denormal inputs read as zero and denormal results flushed
@@ -898,6 +902,60 @@ static void gemv_bf16_hw(const gm_t *g, const uint32_t *apairs, int64_t kpa, int
     default: gemv_bf16_body(g, apairs, kpa, j0, j1, 4); break;
     }
 }
+
+/* BF16 mode, small M against a row-major B (csb == 1: attention's weights @ cached values in a
+   decode step): columns [j0, j1) of C, 64 at a time, no packing. Per k pair the two rows of B are
+   zipped into pair words exactly as pack_b_block packs them, then fed to vdpbf16ps in the packed
+   path's K blocks and order, so the bits are the packed path's. */
+BG_INLINE void rows_bf16_body(const gm_t *g, const uint32_t *apairs, int64_t kpa, int64_t j0, int64_t j1,
+                              const int M)
+{
+    int64_t K = g->K, KC = bf16_kc(K);
+    for (int64_t j = j0; j < j1; j += 64) {
+        int64_t ncol = min64(64, j1 - j);
+        int nv = (int)((ncol + 15) / 16);
+        __m512 tot[4][BG_GEMV_MAX_M], acc[4][BG_GEMV_MAX_M];
+        for (int64_t pc = 0; pc < K; pc += KC) {
+            int64_t kc = min64(KC, K - pc), kp = (kc + 1) / 2;
+            for (int v = 0; v < 4; v++)
+                for (int i = 0; i < M; i++)
+                    acc[v][i] = _mm512_setzero_ps();
+            for (int64_t p = 0; p < kp; p++) {
+                int has_hi = 2 * p + 1 < kc;
+                const void *r0 = eoff(g->B, g->tb, (pc + 2 * p) * g->rsb + j);
+                const void *r1 = eoff(g->B, g->tb, (pc + 2 * p + has_hi) * g->rsb + j);
+                __m512i w[4];
+#pragma GCC unroll 4
+                for (int v = 0; v < 4; v++)
+                    w[v] = v < nv ? load_pairs_across(eoff(r0, g->tb, 16 * v), eoff(r1, g->tb, 16 * v), has_hi,
+                                                      g->tb, ncol - 16 * v)
+                                  : _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int i = 0; i < M; i++) {
+                    __m512bh a = (__m512bh)_mm512_set1_epi32((int)apairs[i * kpa + pc / 2 + p]);
+#pragma GCC unroll 4
+                    for (int v = 0; v < 4; v++)
+                        if (v < nv)
+                            acc[v][i] = _mm512_dpbf16_ps(acc[v][i], (__m512bh)w[v], a);
+                }
+            }
+            for (int v = 0; v < nv; v++)
+                gemv_combine(tot[v], acc[v], M, g, j + 16 * v, min64(16, ncol - 16 * v), pc == 0);
+        }
+        for (int v = 0; v < nv; v++)
+            gemv_store(tot[v], M, g, j + 16 * v, min64(16, ncol - 16 * v));
+    }
+}
+
+static void rows_bf16_hw(const gm_t *g, const uint32_t *apairs, int64_t kpa, int64_t j0, int64_t j1)
+{
+    switch (g->M) {
+    case 1: rows_bf16_body(g, apairs, kpa, j0, j1, 1); break;
+    case 2: rows_bf16_body(g, apairs, kpa, j0, j1, 2); break;
+    case 3: rows_bf16_body(g, apairs, kpa, j0, j1, 3); break;
+    default: rows_bf16_body(g, apairs, kpa, j0, j1, 4); break;
+    }
+}
 #endif
 
 /* EXACT mode, bf16 W: af holds the M rows of A widened (row stride K). The same fused
@@ -967,7 +1025,12 @@ static void gemv_exact_avx512(const gm_t *g, const float *af, int64_t j0, int64_
 #ifdef _OPENMP
 #define PARALLEL_COLUMNS(nt, N, CALL)                                                              \
     do {                                                                                           \
-        _Pragma("omp parallel num_threads(nt) if (nt > 1)")                                        \
+        if (nt <= 1) { /* no parallel region: it costs more than a tiny product */                  \
+            int64_t lo = 0, hi = N;                                                                \
+            CALL;                                                                                  \
+            break;                                                                                 \
+        }                                                                                          \
+        _Pragma("omp parallel num_threads(nt)")                                                    \
         {                                                                                          \
             int64_t lo, hi;                                                                        \
             emk_gemm_split_range(N, 16, omp_get_num_threads(), omp_get_thread_num(), &lo, &hi);    \
@@ -984,6 +1047,43 @@ static void gemv_exact_avx512(const gm_t *g, const float *af, int64_t j0, int64_
     } while (0)
 #endif
 
+#if BG_HW
+#define BG_SMALL_A_WORDS 2048 /* A pairs of a small-M product up to this many words go on the stack */
+
+/* The M (<= 4) rows of A as pair words (row stride kpa) in ap. */
+static void small_a_pairs(const gm_t *g, int64_t kpa, uint32_t *ap)
+{
+    for (int64_t i = 0; i < g->M; i++)
+        for (int64_t p = 0; p < kpa; p++) {
+            uint32_t w = get_bf16(g->A, g->ta, i * g->rsa + 2 * p * g->csa);
+            if (2 * p + 1 < g->K)
+                w |= get_bf16(g->A, g->ta, i * g->rsa + (2 * p + 1) * g->csa) << 16;
+            ap[i * kpa + p] = w;
+        }
+}
+
+/* Small M, BF16 mode on the hardware, B = W^T (rows 0) or row-major B (rows 1). Returns 0 if it
+   did not run (no buffer). */
+static int run_small_bf16(const gm_t *g, int nt, int rows)
+{
+    int64_t kpa = (g->K + 1) / 2;
+    _Alignas(64) uint32_t local[BG_SMALL_A_WORDS];
+    emk_gemm_buf_t buf = {local, -1};
+    int pooled = g->M * kpa > BG_SMALL_A_WORDS;
+    if (pooled && !(buf = emk_gemm_buf_acquire((size_t)(g->M * kpa) * 4)).ptr)
+        return 0;
+    uint32_t *ap = buf.ptr;
+    small_a_pairs(g, kpa, ap);
+    if (rows)
+        PARALLEL_COLUMNS(nt, g->N, rows_bf16_hw(g, ap, kpa, lo, hi));
+    else
+        PARALLEL_COLUMNS(nt, g->N, gemv_bf16_hw(g, ap, kpa, lo, hi));
+    if (pooled)
+        emk_gemm_buf_release(buf);
+    return 1;
+}
+#endif
+
 /* Small M, B = W^T. Returns 0 if it did not run (no buffer). */
 static int run_gemv(const gm_t *g, int nt)
 {
@@ -991,23 +1091,8 @@ static int run_gemv(const gm_t *g, int nt)
     int64_t M = g->M, K = g->K;
     if (g->bf16) {
 #if BG_HW
-        if (!force_portable) {
-            int64_t kpa = (K + 1) / 2;
-            emk_gemm_buf_t buf = emk_gemm_buf_acquire((size_t)(M * kpa) * 4);
-            if (!buf.ptr)
-                return 0;
-            uint32_t *ap = buf.ptr;
-            for (int64_t i = 0; i < M; i++)
-                for (int64_t p = 0; p < kpa; p++) {
-                    uint32_t w = get_bf16(g->A, g->ta, i * g->rsa + 2 * p * g->csa);
-                    if (2 * p + 1 < K)
-                        w |= get_bf16(g->A, g->ta, i * g->rsa + (2 * p + 1) * g->csa) << 16;
-                    ap[i * kpa + p] = w;
-                }
-            PARALLEL_COLUMNS(nt, g->N, gemv_bf16_hw(g, ap, kpa, lo, hi));
-            emk_gemm_buf_release(buf);
-            return 1;
-        }
+        if (!force_portable)
+            return run_small_bf16(g, nt, 0);
 #endif
         PARALLEL_COLUMNS(nt, g->N, scalar_gemm(g, lo, hi));
         return 1;
@@ -1070,6 +1155,11 @@ void emk_gemm(int64_t M, int64_t N, int64_t K,
     /* Few rows against W^T: stream W once. */
     if (M <= BG_GEMV_MAX_M && rsb == 1 && (bf || tb == EMK_BF16) && run_gemv(&g, nt))
         return;
+#if BG_HW
+    /* Few rows against a row-major B (attention's weights @ cached values): no packing. */
+    if (M <= BG_GEMV_MAX_M && csb == 1 && bf && !force_portable && run_small_bf16(&g, nt, 1))
+        return;
+#endif
     if (nt <= 1) {
         packed_serial(&g);
         return;
