@@ -19,8 +19,9 @@
    emn_decode_step, fullgraph, as em_generate runs it). Each line reports the median wall time and
    the median CPU time (user + system, all threads; getrusage): on a loaded machine the CPU time
    shows the work, the wall time adds waiting for a core (and with several threads, OpenMP's
-   spin-waiting at barriers while a partner thread waits for a core shows up as CPU time too:
-   compare OMP_WAIT_POLICY=PASSIVE).
+   spin-waiting at barriers while a partner thread waits for a core shows up as CPU time too).
+   OpenMP: unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set, the program re-executes itself with the
+   ember command's policy (PASSIVE after a short spin, GOMP_SPINCOUNT=10000).
 
    --dtype bf16: the model is converted with em_model_to_dtype (parameters, activations and the
    KV cache in bf16, as PyTorch's model.to(torch.bfloat16)) and the matmuls run through emk_gemm
@@ -44,6 +45,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <omp.h>
 
@@ -309,9 +311,10 @@ static void bench_model(double floor_ms) {
         em_model_free(m);
         return;
     }
-    printf("\nGPT-2 124M, %s, random init (em_model_new %.0f ms%s%.0f ms); prompt %d tokens, %d decode steps\n",
-           opt.bf16 ? "bf16" : "f32", t1 - t0, opt.bf16 ? ", em_model_to_dtype " : "", opt.bf16 ? now_ms() - t1 : 0.0,
-           P, opt.steps);
+    char conv[64] = "";
+    if (opt.bf16) snprintf(conv, sizeof conv, ", em_model_to_dtype %.0f ms", now_ms() - t1);
+    printf("\nGPT-2 124M, %s, random init (em_model_new %.0f ms%s); prompt %d tokens, %d decode steps\n",
+           opt.bf16 ? "bf16" : "f32", t1 - t0, conv, P, opt.steps);
     /* the weights a step streams: 12 layers' linears and the lm_head (norms, biases, one embedding
        row and the KV cache are under 1% here) */
     double bytes = (double)em_dtype_size(opt.bf16 ? EM_BF16 : EM_F32) * (12 * 7077888.0 + 38597376.0);
@@ -340,6 +343,12 @@ static void bench_model(double floor_ms) {
 }
 
 int main(int argc, char **argv) {
+    /* the ember command's OpenMP policy (tools/ember.c), unless the caller chose one */
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) {
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+        setenv("GOMP_SPINCOUNT", "10000", 1);
+        execv("/proc/self/exe", argv);
+    }
     const char *env = getenv("EMBER_NUM_THREADS");
     opt.threads = env && atoi(env) > 0 ? atoi(env) : 2;
     opt.reps = 5, opt.steps = 64, opt.model = opt.matmul = true;

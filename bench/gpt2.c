@@ -19,8 +19,8 @@
    Ember or OpenMP, so no thread pool crosses a fork), which reports "key value" lines through a
    pipe; the parent reads the child's peak RSS with wait4. The PyTorch column runs
    bench/peers/gpt2.py the same way, with PyTorch set up at its best: LD_PRELOAD=libtcmalloc,
-   the OpenMP build of OpenBLAS first on LD_LIBRARY_PATH, OMP_WAIT_POLICY=PASSIVE and the same
-   thread count; without python3 + torch its column prints n/a.
+   the OpenMP build of OpenBLAS first on LD_LIBRARY_PATH, Ember's OpenMP wait policy (PASSIVE,
+   GOMP_SPINCOUNT=10000) and the same thread count; without python3 + torch its column prints n/a.
 
    The compiled row compiles the whole step with em_compile (fullgraph) twice in one process:
    first with an empty $EMBER_CACHE_DIR (a fresh temporary directory: the cold compile), then,
@@ -51,7 +51,8 @@
    plain streaming-read bandwidth measured in a child of this run (sum over 256 MiB, --threads
    threads, best of 5). --no-bf16 leaves it out too.
 
-   OpenMP: unless OMP_WAIT_POLICY is set, the program re-executes itself with PASSIVE (see main).
+   OpenMP: unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set, the program re-executes itself with
+   the ember command's policy, PASSIVE after a short spin (GOMP_SPINCOUNT=10000; see main).
 
    Usage: gpt2 [--rows compiled,eager,torch] [--T 64,256] [--steps N] [--gen-reps N]
                [--no-train] [--no-gen] [--no-bf16] [--threads N] [--peer PATH] [--quick]
@@ -642,11 +643,13 @@ static int usage(void) {
 }
 
 int main(int argc, char **argv) {
-    /* libgomp reads OMP_WAIT_POLICY once, when it loads: unless the caller chose a policy, run
-       again under PASSIVE (the PyTorch column gets the same). Workers that spin after every
-       parallel region cost an eager step 3x its CPU time on a loaded 2-core machine. */
-    if (!getenv("OMP_WAIT_POLICY")) {
+    /* libgomp reads its policy once, when it loads: unless the caller chose one, run again under
+       the ember command's (tools/ember.c: PASSIVE after a short spin, GOMP_SPINCOUNT=10000; the
+       PyTorch column gets the same). Workers that spin ~3 ms after every parallel region cost an
+       eager step 3x its CPU time on a loaded 2-core machine. */
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) {
         setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+        setenv("GOMP_SPINCOUNT", "10000", 1);
         execv("/proc/self/exe", argv);
     }
     for (int i = 0; i < NROWS; i++) opt.row_on[i] = true;
@@ -694,8 +697,9 @@ int main(int argc, char **argv) {
     FILE *la = fopen("/proc/loadavg", "r");
     if (la && fgets(host, sizeof host, la)) host[strcspn(host, "\n")] = 0;
     if (la) fclose(la);
-    printf("GPT-2 124M, f32, random init, %d threads, OMP_WAIT_POLICY=%s; medians of %d steps / %d generation "
-           "reps; load %s\n", opt.threads, getenv("OMP_WAIT_POLICY"), opt.steps, opt.gen_reps, host);
+    printf("GPT-2 124M, f32, random init, %d threads, OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s; medians of %d steps / %d "
+           "generation reps; load %s\n", opt.threads, getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(unset)",
+           getenv("GOMP_SPINCOUNT") ? getenv("GOMP_SPINCOUNT") : "(unset)", opt.steps, opt.gen_reps, host);
     printf("%-30s %14s %14s %14s %10s %10s\n", "", row_names[0], row_names[1], row_names[2], "comp/torch",
            "eager/torch");
 

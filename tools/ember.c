@@ -95,14 +95,17 @@ int cmd_ops(int argc, char **argv) {
     return 0;
 }
 
-/* The thread policy: OpenMP worker threads sleep when idle (OMP_WAIT_POLICY=PASSIVE) instead of
-   spinning, which on 2 cores shared with anything else (a compiler in the background, another
-   job) turned a 2.8 CPU-second eager GPT-2 step into 9.6 (docs/performance.md). libgomp reads the
-   variable once, when it loads, before main runs, so the command sets it and re-executes itself;
-   a value the user set is kept (OMP_WAIT_POLICY=ACTIVE ember ... spins). */
+/* The thread policy: OpenMP worker threads spin briefly when idle, then sleep
+   (OMP_WAIT_POLICY=PASSIVE with GOMP_SPINCOUNT=10000, about 0.1 ms of spinning in libgomp).
+   Spinning without limit (libgomp's default spins ~3 ms) on 2 cores shared with anything else (a
+   compiler in the background, another job) turned a 2.8 CPU-second eager GPT-2 step into 9.6;
+   sleeping at once makes every parallel region of a decode step wake its worker (f32 decode
+   49-50 -> 52-54 tokens/s with the short spin, docs/performance.md). libgomp reads the variables
+   once, when it loads, before main runs, so the command sets them and re-executes itself; a
+   policy the user set is kept (OMP_WAIT_POLICY=ACTIVE ember ... spins). */
 static void thread_policy(char **argv) {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0 || setenv("GOMP_SPINCOUNT", "10000", 1) != 0) return;
     execv("/proc/self/exe", argv); /* returns only on failure: then go on as we are */
 }
 
