@@ -343,35 +343,6 @@ static void pack_b_block(int64_t kc, int64_t nc, const float *b, int64_t rsb, in
    --------------------------------------------------------------------------------------------- */
 #if EMK_SGEMM_AVX512
 
-/* Writes the register tile to C (rows < mr, columns < nr): masked vector stores when rows of C
-   are contiguous, otherwise through a stack tile and scalar strided stores. */
-static inline void sgemm_store_tile(__m512 acc[SG_MR][SG_NV], float *c, int64_t rsc,
-                                    int64_t csc, int64_t mr, int64_t nr, int accumulate)
-{
-    if (csc == 1) {
-        for (int i = 0; i < SG_MR && i < mr; i++) {
-            float *ci = c + i * rsc;
-            for (int v = 0; v < SG_NV && 16 * v < nr; v++) {
-                __mmask16 m = emk_lane_mask(nr - 16 * v);
-                __m512 x = acc[i][v];
-                if (accumulate)
-                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, ci + 16 * v));
-                _mm512_mask_storeu_ps(ci + 16 * v, m, x);
-            }
-        }
-        return;
-    }
-    _Alignas(64) float t[SG_MR * SG_NR];
-    for (int i = 0; i < SG_MR; i++)
-        for (int v = 0; v < SG_NV; v++)
-            _mm512_store_ps(t + i * SG_NR + 16 * v, acc[i][v]);
-    for (int64_t i = 0; i < mr; i++)
-        for (int64_t j = 0; j < nr; j++) {
-            float *p = c + i * rsc + j * csc;
-            *p = accumulate ? *p + t[i * SG_NR + j] : t[i * SG_NR + j];
-        }
-}
-
 static void sgemm_micro(int64_t kc, const float *restrict a, const float *restrict b,
                         int64_t ldb, float *restrict c, int64_t rsc, int64_t csc, int64_t mr,
                         int64_t nr, int accumulate)
@@ -401,7 +372,7 @@ static void sgemm_micro(int64_t kc, const float *restrict a, const float *restri
                 acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
         }
     }
-    sgemm_store_tile(acc, c, rsc, csc, mr, nr, accumulate);
+    emk_store_tile(acc, c, rsc, csc, mr, nr, accumulate);
 }
 
 #elif EMK_SGEMM_AVX2

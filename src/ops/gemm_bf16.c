@@ -564,24 +564,8 @@ static void bg_micro_hw(int64_t kp, const uint32_t *restrict a, const uint32_t *
                 acc[i][v] = _mm512_dpbf16_ps(acc[i][v], bv[v], ai);
         }
     }
-    if (csc == 1) {
-        for (int i = 0; i < BG_MR && i < mr; i++) {
-            float *ci = c + i * rsc;
-            for (int v = 0; v < BG_NV && 16 * v < nr; v++) {
-                __mmask16 m = emk_lane_mask(nr - 16 * v);
-                __m512 x = acc[i][v];
-                if (accumulate)
-                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, ci + 16 * v));
-                _mm512_mask_storeu_ps(ci + 16 * v, m, x);
-            }
-        }
-        return;
-    }
-    _Alignas(64) float t[BG_MR * BG_NR];
-    for (int i = 0; i < BG_MR; i++)
-        for (int v = 0; v < BG_NV; v++)
-            _mm512_store_ps(t + i * BG_NR + 16 * v, acc[i][v]);
-    store_tile_scalar(t, BG_NR, c, rsc, csc, mr, nr, accumulate);
+    _Static_assert(BG_MR == SG_MR && BG_NR == SG_NR, "the bf16 tile is emk_sgemm's shape");
+    emk_store_tile(acc, c, rsc, csc, mr, nr, accumulate);
 }
 #endif
 

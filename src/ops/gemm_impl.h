@@ -128,6 +128,37 @@ static inline void emk_transpose16(const __m512 in[16], __m512 out[16])
     }
 }
 
+/* Writes an MR x NV-vector register tile of f32 sums to C (rows < mr, columns < nr), added to C
+   when accumulate: masked vector stores when rows of C are contiguous, otherwise through a stack
+   tile and scalar strided stores. emk_sgemm's micro-kernel and gemm_bf16.c's vdpbf16ps kernel
+   (the same 8 x 48 tile) both store with it. */
+static inline void emk_store_tile(__m512 acc[SG_MR][SG_NV], float *c, int64_t rsc,
+                                  int64_t csc, int64_t mr, int64_t nr, int accumulate)
+{
+    if (csc == 1) {
+        for (int i = 0; i < SG_MR && i < mr; i++) {
+            float *ci = c + i * rsc;
+            for (int v = 0; v < SG_NV && 16 * v < nr; v++) {
+                __mmask16 m = emk_lane_mask(nr - 16 * v);
+                __m512 x = acc[i][v];
+                if (accumulate)
+                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, ci + 16 * v));
+                _mm512_mask_storeu_ps(ci + 16 * v, m, x);
+            }
+        }
+        return;
+    }
+    _Alignas(64) float t[SG_MR * SG_NR];
+    for (int i = 0; i < SG_MR; i++)
+        for (int v = 0; v < SG_NV; v++)
+            _mm512_store_ps(t + i * SG_NR + 16 * v, acc[i][v]);
+    for (int64_t i = 0; i < mr; i++)
+        for (int64_t j = 0; j < nr; j++) {
+            float *p = c + i * rsc + j * csc;
+            *p = accumulate ? *p + t[i * SG_NR + j] : t[i * SG_NR + j];
+        }
+}
+
 #endif /* EMK_SGEMM_AVX512 */
 
 #endif /* EMBER_OPS_GEMM_IMPL_H */
