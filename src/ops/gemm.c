@@ -519,6 +519,14 @@ static void sgemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_
 {
     /* With few rows of A each B panel is used only once or twice: read row-major B in place. */
     int direct_b = csb == 1 && M <= SG_DIRECT_B_MAX_M;
+#if EMK_SGEMM_AVX512 || EMK_SGEMM_AVX2
+    /* a small B read once (a head's cached values in a decode step, from memory): ask for all of
+       its lines first, so the misses overlap instead of coming row by row */
+    if (direct_b && K * N * (int64_t)sizeof(float) <= ((int64_t)64 << 10))
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < N + 15; j += 16)
+                _mm_prefetch((const char *)(B + k * rsb + min64(j, N - 1)), _MM_HINT_T0);
+#endif
     int64_t KC = emk_gemm_balanced_block(K, SG_KC, 16), MC = emk_gemm_balanced_block(M, SG_MC, SG_MR);
     int64_t NC = direct_b ? SG_NR : round_up(min64(N, SG_NC), SG_NR);
     int64_t a_len = round_up(MC * KC, 16); /* floats; keeps the B part 64-byte aligned */
@@ -571,6 +579,12 @@ static void sgemm_gemv_cols(int64_t M, int64_t j0, int64_t j1, int64_t K, const 
     for (int64_t j = j0; j < j1; j += 16) {
         int64_t nr = min64(16, j1 - j);
         __mmask16 nmask = emk_lane_mask(nr);
+        /* rows shorter than the prefetch distance (attention's q @ K^T: K = 64) never reach the
+           prefetch below: fetch the next 16 rows whole instead, while this tile computes */
+        if (K < SG_GEMV_PF)
+            for (int64_t r = j + 16; r < j + 32 && r < j1; r++)
+                for (int64_t k = 0; k < K + 15; k += 16)
+                    _mm_prefetch((const char *)(B + r * csb + min64(k, K - 1)), _MM_HINT_T0);
         for (int64_t pc = 0; pc < K; pc += KC) {
             int64_t kc = min64(KC, K - pc);
             __m512 acc[SG_GEMV_MAX_M];

@@ -767,11 +767,18 @@ BG_INLINE void gemv_tile(const void *B, emk_type tb, int64_t csb, int64_t j, int
                              int64_t j1, int64_t K, int64_t k0, int64_t cols, __m512i out[16])
 {
     int64_t kq = k0 + BG_GEMV_PF, jq = j;
-    if (kq >= K)
-        kq -= K, jq += 16;
-    if (kq < K)
-        for (int64_t r = jq; r < jq + 16 && r < j1; r++)
-            _mm_prefetch((const char *)eoff(B, tb, r * csb + kq), _MM_HINT_T0);
+    if (K < BG_GEMV_PF) { /* short rows (attention's q @ K^T): the next 16 rows whole, once */
+        if (k0 == 0)
+            for (int64_t r = j + 16; r < j + 32 && r < j1; r++)
+                for (int64_t k = 0; k < K + 31; k += 32)
+                    _mm_prefetch((const char *)eoff(B, tb, r * csb + min64(k, K - 1)), _MM_HINT_T0);
+    } else {
+        if (kq >= K)
+            kq -= K, jq += 16;
+        if (kq < K)
+            for (int64_t r = jq; r < jq + 16 && r < j1; r++)
+                _mm_prefetch((const char *)eoff(B, tb, r * csb + kq), _MM_HINT_T0);
+    }
     __m512i in[16];
     for (int r = 0; r < 16; r++)
         in[r] = r < nr ? load_pairs(eoff(B, tb, (j + r) * csb + k0), tb, cols) : _mm512_setzero_si512();
@@ -933,6 +940,13 @@ BG_INLINE void rows_bf16_body(const gm_t *g, const uint32_t *apairs, int64_t kpa
 
 static void rows_bf16_hw(const gm_t *g, const uint32_t *apairs, int64_t kpa, int64_t j0, int64_t j1)
 {
+    /* a small B (a head's cached values: 128 rows of 64) is read once, from memory in a decode
+       step: ask for all of its lines first, so the misses overlap instead of coming row by row */
+    int64_t row_bytes = (j1 - j0) * (int64_t)esize(g->tb);
+    if (g->K * row_bytes <= ((int64_t)64 << 10))
+        for (int64_t k = 0; k < g->K; k++)
+            for (int64_t b = 0; b < row_bytes + 63; b += 64)
+                _mm_prefetch((const char *)eoff(g->B, g->tb, k * g->rsb + j0) + min64(b, row_bytes - 1), _MM_HINT_T0);
     switch (g->M) {
     case 1: rows_bf16_body(g, apairs, kpa, j0, j1, 1); break;
     case 2: rows_bf16_body(g, apairs, kpa, j0, j1, 2); break;
