@@ -244,6 +244,12 @@ static em_tensor_t *borrow(const emo_meta *m, void *data, void **saved) {
     return t;
 }
 
+/* ends a borrow: t's storage gets its own (empty) memory back before anything can free it */
+static void unborrow(em_tensor_t *t, void *saved) {
+    t->storage->data = saved;
+    t->storage->nbytes = 0;
+}
+
 /* rt->fallback: node k's eager kernel on contiguous buffers (inputs borrowed, outputs copied out) */
 static int run_fallback(void *ctx, int k, void **in, void **out) {
     const emc_program *p = ctx;
@@ -285,7 +291,7 @@ static int run_fallback(void *ctx, int k, void **in, void **out) {
        no second allocation and no copy after it (for the embedding backward's scatter_add, 150 MB
        less traffic a step). View ops and kernel-less ops go through emo_call and are copied out. */
     const emo_def *d = &emo_table[n->op];
-    bool direct = d->kernel && !(d->flags & EMO_VIEW) && n->n_out <= EMO_MAX_OUT;
+    bool direct = d->kernel && !(d->flags & EMO_VIEW);
     void *saved_out[EMO_MAX_OUT];
     int n_borrowed = 0;
     if (ok && direct) {
@@ -303,15 +309,9 @@ static int run_fallback(void *ctx, int k, void **in, void **out) {
         if (!cont) ok = false;
         else memcpy(out[j], emt_data(cont), (size_t)emt_numel(cont) * emt_esize(m->dtype));
     }
-    for (int j = 0; j < n_borrowed; j++) { /* give the borrowed output memory back */
-        outs[j]->storage->data = saved_out[j];
-        outs[j]->storage->nbytes = 0;
-    }
+    for (int j = 0; j < n_borrowed; j++) unborrow(outs[j], saved_out[j]);
     em_no_grad_end();
-    for (int i = 0; !copy && ins && saved && i < n->n_in && ins[i]; i++) { /* give the borrowed memory back */
-        ins[i]->storage->data = saved[i];
-        ins[i]->storage->nbytes = 0;
-    }
+    for (int i = 0; !copy && ins && saved && i < n->n_in && ins[i]; i++) unborrow(ins[i], saved[i]);
     if (ins != small) free(ins);
     if (saved != saved_small) free(saved);
     if (ok && got != n->n_out) {

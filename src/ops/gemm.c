@@ -348,16 +348,7 @@ static void sgemm_micro(int64_t kc, const float *restrict a, const float *restri
                         int64_t nr, int accumulate)
 {
     __m512 acc[SG_MR][SG_NV];
-#pragma GCC unroll 32
-    for (int i = 0; i < SG_MR; i++)
-#pragma GCC unroll 8
-        for (int v = 0; v < SG_NV; v++)
-            acc[i][v] = _mm512_setzero_ps();
-    if (csc == 1)
-        for (int64_t i = 0; i < mr; i++)
-            for (int64_t j = 0; j < nr; j += 16)
-                _mm_prefetch((const char *)(c + i * rsc + j), _MM_HINT_T0);
-
+    emk_start_tile(acc, c, rsc, csc, mr, nr);
 #pragma GCC unroll 4
     for (int64_t k = 0; k < kc; k++) {
         __m512 bv[SG_NV];

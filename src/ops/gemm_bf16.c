@@ -540,16 +540,9 @@ static void bg_micro_hw(int64_t kp, const uint32_t *restrict a, const uint32_t *
                         float *restrict c, int64_t rsc, int64_t csc, int64_t mr, int64_t nr,
                         int accumulate)
 {
+    _Static_assert(BG_MR == SG_MR && BG_NR == SG_NR, "the bf16 tile is emk_sgemm's shape");
     __m512 acc[BG_MR][BG_NV];
-#pragma GCC unroll 32
-    for (int i = 0; i < BG_MR; i++)
-#pragma GCC unroll 8
-        for (int v = 0; v < BG_NV; v++)
-            acc[i][v] = _mm512_setzero_ps();
-    if (csc == 1)
-        for (int64_t i = 0; i < mr; i++)
-            for (int64_t j = 0; j < nr; j += 16)
-                _mm_prefetch((const char *)(c + i * rsc + j), _MM_HINT_T0);
+    emk_start_tile(acc, c, rsc, csc, mr, nr);
 #pragma GCC unroll 4
     for (int64_t p = 0; p < kp; p++) {
         __m512bh bv[BG_NV];
@@ -564,7 +557,6 @@ static void bg_micro_hw(int64_t kp, const uint32_t *restrict a, const uint32_t *
                 acc[i][v] = _mm512_dpbf16_ps(acc[i][v], bv[v], ai);
         }
     }
-    _Static_assert(BG_MR == SG_MR && BG_NR == SG_NR, "the bf16 tile is emk_sgemm's shape");
     emk_store_tile(acc, c, rsc, csc, mr, nr, accumulate);
 }
 #endif
@@ -834,7 +826,7 @@ BG_INLINE void gemv_combine(__m512 *tot, const __m512 *acc, int64_t M, const gm_
     }
 }
 
-/* The two small-M kernels below are instantiated per M (1..4, a compile-time constant) so that
+/* The small-M kernels below are instantiated per M (1..4, a compile-time constant) so that
    the accumulators and the transposed tile stay in registers; a full 32-k tile runs a loop of
    constant length. */
 #if BG_HW
@@ -855,43 +847,6 @@ BG_INLINE void bf16_pairs_step(__m512 *acc, const __m512i *out, const uint32_t *
         for (int i = 0; i < M; i++)
             acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)out[q],
                                       (__m512bh)_mm512_set1_epi32((int)ak[i * kpa + q]));
-}
-
-/* BF16 mode: apairs holds the M rows of A as pair words (row stride kpa). */
-BG_INLINE void gemv_bf16_body(const gm_t *g, const uint32_t *apairs, int64_t kpa, int64_t j0,
-                              int64_t j1, const int M)
-{
-    int64_t K = g->K, KC = bf16_kc(K);
-    for (int64_t j = j0; j < j1; j += 16) {
-        int64_t nr = min64(16, j1 - j);
-        __m512 tot[BG_GEMV_MAX_M];
-        for (int i = 0; i < BG_GEMV_MAX_M; i++)
-            tot[i] = _mm512_setzero_ps();
-        for (int64_t pc = 0; pc < K; pc += KC) {
-            int64_t kc = min64(KC, K - pc);
-            __m512 acc[BG_GEMV_MAX_M];
-            for (int i = 0; i < M; i++)
-                acc[i] = _mm512_setzero_ps();
-            for (int64_t k0 = pc; k0 < pc + kc; k0 += 32) {
-                int64_t cols = min64(32, pc + kc - k0);
-                __m512i out[16];
-                gemv_tile(g->B, g->tb, g->csb, j, nr, j1, K, k0, cols, out);
-                bf16_pairs_step(acc, out, apairs + k0 / 2, kpa, (cols + 1) / 2, M);
-            }
-            gemv_combine(tot, acc, M, g, j, nr, pc == 0);
-        }
-        gemv_store(tot, M, g, j, nr);
-    }
-}
-
-static void gemv_bf16_hw(const gm_t *g, const uint32_t *apairs, int64_t kpa, int64_t j0, int64_t j1)
-{
-    switch (g->M) {
-    case 1: gemv_bf16_body(g, apairs, kpa, j0, j1, 1); break;
-    case 2: gemv_bf16_body(g, apairs, kpa, j0, j1, 2); break;
-    case 3: gemv_bf16_body(g, apairs, kpa, j0, j1, 3); break;
-    default: gemv_bf16_body(g, apairs, kpa, j0, j1, 4); break;
-    }
 }
 
 /* BF16 mode, small M against a row-major B (csb == 1: attention's weights @ cached values in a
@@ -972,9 +927,29 @@ BG_INLINE void exact_pair_fma(__m512 *acc, __m512i w, const float *ak, int64_t K
             acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(ak[i * K + 1]), hi, acc[i]);
 }
 
-BG_INLINE void gemv_exact_body(const gm_t *g, const float *af, int64_t j0, int64_t j1, const int M)
+/* EXACT mode's step over one transposed tile (cols k, pair words in out): af + k0 holds the M rows
+   of A widened (row stride K) */
+BG_INLINE void exact_pairs_step(__m512 *acc, const __m512i *out, const float *ak, int64_t K, int64_t cols,
+                                const int M)
 {
-    int64_t K = g->K, KC = exact_kc(K);
+    if (cols == 32) {
+#pragma GCC unroll 16
+        for (int q = 0; q < 16; q++)
+            exact_pair_fma(acc, out[q], ak + 2 * q, K, 1, M);
+        return;
+    }
+    for (int64_t q = 0; q < (cols + 1) / 2; q++)
+        exact_pair_fma(acc, out[q], ak + 2 * q, K, 2 * q + 1 < cols, M);
+}
+
+/* Small M against B = W^T, columns [j0, j1) of C, 16 at a time: 16 rows of W transposed per 32 k
+   (gemv_tile), each K block's sums combined into the totals as the packed paths store them. BF16
+   mode (exact 0, vdpbf16ps only): a holds A's rows as pair words (row stride lda = kpa); EXACT
+   mode (exact 1): a holds them widened to f32 (lda = K). */
+BG_INLINE void gemv_cols_body(const gm_t *g, const void *a, int64_t lda, int64_t j0, int64_t j1, const int M,
+                              const int exact)
+{
+    int64_t K = g->K, KC = exact ? exact_kc(K) : bf16_kc(K);
     for (int64_t j = j0; j < j1; j += 16) {
         int64_t nr = min64(16, j1 - j);
         __m512 tot[BG_GEMV_MAX_M];
@@ -988,15 +963,13 @@ BG_INLINE void gemv_exact_body(const gm_t *g, const float *af, int64_t j0, int64
             for (int64_t k0 = pc; k0 < pc + kc; k0 += 32) {
                 int64_t cols = min64(32, pc + kc - k0);
                 __m512i out[16];
-                gemv_tile(g->B, EMK_BF16, g->csb, j, nr, j1, K, k0, cols, out);
-                if (cols == 32) {
-#pragma GCC unroll 16
-                    for (int q = 0; q < 16; q++)
-                        exact_pair_fma(acc, out[q], af + k0 + 2 * q, K, 1, M);
-                } else {
-                    for (int64_t q = 0; q < (cols + 1) / 2; q++)
-                        exact_pair_fma(acc, out[q], af + k0 + 2 * q, K, 2 * q + 1 < cols, M);
-                }
+                gemv_tile(g->B, g->tb, g->csb, j, nr, j1, K, k0, cols, out);
+                if (exact)
+                    exact_pairs_step(acc, out, (const float *)a + k0, lda, cols, M);
+#if BG_HW
+                else
+                    bf16_pairs_step(acc, out, (const uint32_t *)a + k0 / 2, lda, (cols + 1) / 2, M);
+#endif
             }
             gemv_combine(tot, acc, M, g, j, nr, pc == 0);
         }
@@ -1004,14 +977,21 @@ BG_INLINE void gemv_exact_body(const gm_t *g, const float *af, int64_t j0, int64
     }
 }
 
-static void gemv_exact_avx512(const gm_t *g, const float *af, int64_t j0, int64_t j1)
+/* gemv_cols_body with M (1..4) and the mode as compile-time constants */
+static void gemv_cols(const gm_t *g, const void *a, int64_t lda, int64_t j0, int64_t j1, int exact)
 {
-    switch (g->M) {
-    case 1: gemv_exact_body(g, af, j0, j1, 1); break;
-    case 2: gemv_exact_body(g, af, j0, j1, 2); break;
-    case 3: gemv_exact_body(g, af, j0, j1, 3); break;
-    default: gemv_exact_body(g, af, j0, j1, 4); break;
+#define GEMV_CASES(X)                                                                              \
+    switch (g->M) {                                                                                \
+    case 1: gemv_cols_body(g, a, lda, j0, j1, 1, X); break;                                         \
+    case 2: gemv_cols_body(g, a, lda, j0, j1, 2, X); break;                                         \
+    case 3: gemv_cols_body(g, a, lda, j0, j1, 3, X); break;                                         \
+    default: gemv_cols_body(g, a, lda, j0, j1, 4, X); break;                                        \
     }
+    if (exact)
+        GEMV_CASES(1)
+    else
+        GEMV_CASES(0)
+#undef GEMV_CASES
 }
 #endif /* BG_AVX512 */
 
@@ -1075,7 +1055,7 @@ static int run_small_bf16(const gm_t *g, int nt, int rows)
     if (rows)
         PARALLEL_COLUMNS(nt, g->N, rows_bf16_hw(g, ap, kpa, lo, hi));
     else
-        PARALLEL_COLUMNS(nt, g->N, gemv_bf16_hw(g, ap, kpa, lo, hi));
+        PARALLEL_COLUMNS(nt, g->N, gemv_cols(g, ap, kpa, lo, hi, 0));
     if (pooled)
         emk_gemm_buf_release(buf);
     return 1;
@@ -1102,7 +1082,7 @@ static int run_gemv(const gm_t *g, int nt)
     for (int64_t i = 0; i < M; i++)
         for (int64_t k = 0; k < K; k++)
             af[i * K + k] = get_f32(g->A, g->ta, i * g->rsa + k * g->csa);
-    PARALLEL_COLUMNS(nt, g->N, gemv_exact_avx512(g, af, lo, hi));
+    PARALLEL_COLUMNS(nt, g->N, gemv_cols(g, af, K, lo, hi, 1));
     emk_gemm_buf_release(buf);
     return 1;
 #else

@@ -128,6 +128,23 @@ static inline void emk_transpose16(const __m512 in[16], __m512 out[16])
     }
 }
 
+/* Zeroes an MR x NV-vector register tile of f32 sums and, when C's rows are contiguous, starts
+   fetching the C tile (rows < mr, columns < nr) it will be stored to: the start of emk_sgemm's and
+   gemm_bf16.c's micro-kernels, whose end is emk_store_tile. */
+static inline __attribute__((always_inline)) void emk_start_tile(__m512 acc[SG_MR][SG_NV], const float *c,
+                                                                 int64_t rsc, int64_t csc, int64_t mr, int64_t nr)
+{
+#pragma GCC unroll 32
+    for (int i = 0; i < SG_MR; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < SG_NV; v++)
+            acc[i][v] = _mm512_setzero_ps();
+    if (csc == 1)
+        for (int64_t i = 0; i < mr; i++)
+            for (int64_t j = 0; j < nr; j += 16)
+                _mm_prefetch((const char *)(c + i * rsc + j), _MM_HINT_T0);
+}
+
 /* Writes an MR x NV-vector register tile of f32 sums to C (rows < mr, columns < nr), added to C
    when accumulate: masked vector stores when rows of C are contiguous, otherwise through a stack
    tile and scalar strided stores. emk_sgemm's micro-kernel and gemm_bf16.c's vdpbf16ps kernel

@@ -142,19 +142,15 @@ static void plan_mm(const int64_t *ash, const int64_t *ast, int and, const int64
     }
 }
 
-/* one product of the batch: exact f32 (t == EMK_F32, mode EXACT) through emk_sgemm, the rest through
-   emk_gemm on operands of element type t (f32 or bf16, the same for A, B and C) */
+/* one product of the batch through emk_gemm on operands of element type t (f32 or bf16, the same for
+   A, B and C); exact f32 is emk_sgemm, which emk_gemm calls itself */
 static void gemm_item(const mm_plan *p, emk_type t, emk_mm_mode mode, const char *A, const char *B, char *C,
                       int64_t b, int parallel) {
     size_t es = t == EMK_BF16 ? 2 : 4;
     int64_t oa, ob, oc;
     batch_offsets(p, b, &oa, &ob, &oc);
     A += (size_t)oa * es, B += (size_t)ob * es, C += (size_t)oc * es;
-    if (t == EMK_F32 && mode == EMK_MM_EXACT)
-        emk_sgemm(p->M, p->N, p->K, (const float *)(const void *)A, p->rsa, p->csa, (const float *)(const void *)B,
-                  p->rsb, p->csb, (float *)(void *)C, p->rsc, p->csc, 0, parallel);
-    else
-        emk_gemm(p->M, p->N, p->K, A, t, p->rsa, p->csa, B, t, p->rsb, p->csb, C, t, p->rsc, p->csc, 0, mode, parallel);
+    emk_gemm(p->M, p->N, p->K, A, t, p->rsa, p->csa, B, t, p->rsb, p->csb, C, t, p->rsc, p->csc, 0, mode, parallel);
 }
 
 static void run_gemm(const mm_plan *p, emk_type t, emk_mm_mode mode, const char *A, const char *B, char *C) {
@@ -308,12 +304,8 @@ EMO_KERNEL(emo_k_linear) {
     if (cd == EM_F32 || cd == EM_BF16) {
         emk_type t = cd == EM_BF16 ? EMK_BF16 : EMK_F32;
         emk_mm_mode mode = cd == EM_BF16 || a->j[0] == EM_BF16 ? EMK_MM_BF16 : EMK_MM_EXACT;
-        if (mode == EMK_MM_EXACT)
-            emk_sgemm(R, OUT, IN, (const float *)(void *)emt_data(xc), IN, 1, (const float *)(void *)emt_data(wc),
-                      wc->strides[1], wc->strides[0], (float *)(void *)emt_data(oc), OUT, 1, 0, par);
-        else
-            emk_gemm(R, OUT, IN, emt_data(xc), t, IN, 1, emt_data(wc), t, wc->strides[1], wc->strides[0],
-                     emt_data(oc), t, OUT, 1, 0, mode, par);
+        emk_gemm(R, OUT, IN, emt_data(xc), t, IN, 1, emt_data(wc), t, wc->strides[1], wc->strides[0], emt_data(oc), t,
+                 OUT, 1, 0, mode, par); /* exact f32: emk_sgemm */
         if (bc && t == EMK_F32) {
             float *y = (float *)(void *)emt_data(oc);
             const float *bias = (const float *)(void *)emt_data(bc);
